@@ -1,0 +1,23 @@
+//! credgate: a credential-injecting sidecar for the Bloomreach Engagement API.
+//!
+//! # Layout
+//! In the order a request flows through them:
+//! - [`config`]: the YAML file → raw structs → a validated [`config::Config`] (once, at start).
+//! - [`policy`]: the canonical target check, route rules, the endpoint catalog, permissions,
+//!   and `decide`, the only maker of a [`policy::Permit`].
+//! - [`secrets`]: the `Secret` type, credential sets, and the `ArcSwap` store.
+//! - [`proxy`]: the hyper service: check → decide → inject → forward.
+//! - [`upstream`]: the pooled rustls client to the Bloomreach instance.
+//! - [`error`]: the request path's error enum and the responses credgate makes itself.
+//! - [`server`]: accepting connections and draining them.
+//! - [`cli`] and [`telemetry`]: the commands and logging.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod policy;
+pub mod proxy;
+pub mod secrets;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;

@@ -1,0 +1,189 @@
+//! The canonical request-target check: the first step on the request path.
+//!
+//! credgate matches routes and endpoints on exactly the bytes it forwards, so any path whose
+//! meaning the upstream could read differently (dot segments, encoded separators, `//`, `;`)
+//! is refused, never rewritten. These are the classic holes of authorizing proxies (Envoy
+//! CVE-2019-9901, CVE-2021-29492).
+
+use http::{Method, Uri, Version};
+
+use crate::error::ProxyError;
+
+/// A request target that passed the check: an origin-form path and its raw query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target<'a> {
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+}
+
+/// Checks that the request target is origin-form and unambiguous.
+pub fn check<'a>(
+    method: &Method,
+    uri: &'a Uri,
+    version: Version,
+) -> Result<Target<'a>, ProxyError> {
+    if method == Method::CONNECT {
+        return Err(ProxyError::BadTarget("CONNECT is not supported"));
+    }
+    // HTTP/2 always carries :scheme and :authority, so only HTTP/1 can send the other forms.
+    if version < Version::HTTP_2 && (uri.scheme().is_some() || uri.authority().is_some()) {
+        return Err(ProxyError::BadTarget(
+            "absolute-form and authority-form targets are not accepted; send a path",
+        ));
+    }
+    let path = uri.path();
+    if !path.starts_with('/') {
+        return Err(ProxyError::BadTarget(
+            "the target must be a path starting with '/'",
+        ));
+    }
+    check_path(path)?;
+    Ok(Target {
+        path,
+        query: uri.query(),
+    })
+}
+
+fn check_path(path: &str) -> Result<(), ProxyError> {
+    if path.contains("//") {
+        return Err(ProxyError::BadTarget("empty path segment ('//')"));
+    }
+    if path.contains(';') {
+        return Err(ProxyError::BadTarget("';' in the path"));
+    }
+    if path.contains('\\') {
+        return Err(ProxyError::BadTarget("'\\' in the path"));
+    }
+    if path.split('/').any(|s| s == "." || s == "..") {
+        return Err(ProxyError::BadTarget("dot segment in the path"));
+    }
+    let bytes = path.as_bytes();
+    for (i, _) in path.match_indices('%') {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .ok_or(ProxyError::BadTarget("truncated %-escape"))?;
+        let decoded = std::str::from_utf8(hex)
+            .ok()
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .ok_or(ProxyError::BadTarget("invalid %-escape in the path"))?;
+        match decoded {
+            b'/' | b'\\' | b'.' => {
+                return Err(ProxyError::BadTarget(
+                    "encoded '/', '\\' or '.' in the path",
+                ));
+            }
+            0..=0x1f | 0x7f => return Err(ProxyError::BadTarget("encoded control character")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The query without any `access_token` parameter, the rest byte-identical. `None` when
+/// nothing is left. A name is compared after %-decoding, so `access%5Ftoken` is caught too.
+pub fn strip_access_token(query: &str) -> Option<String> {
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !is_access_token(pair.split('=').next().unwrap_or(pair)))
+        .collect();
+    if kept.len() == query.split('&').count() {
+        return Some(query.to_owned());
+    }
+    let rest = kept.join("&");
+    (!rest.is_empty()).then_some(rest)
+}
+
+fn is_access_token(name: &str) -> bool {
+    if !name.contains('%') && !name.contains('+') {
+        return name.eq_ignore_ascii_case("access_token");
+    }
+    let mut decoded = Vec::with_capacity(name.len());
+    let bytes = name.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                decoded.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                decoded.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    decoded.eq_ignore_ascii_case(b"access_token")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(uri: &str) -> Result<(), &'static str> {
+        let uri: Uri = uri.parse().unwrap();
+        check(&Method::GET, &uri, Version::HTTP_11)
+            .map(|_| ())
+            .map_err(|e| e.code())
+    }
+
+    #[test]
+    fn canonical_paths_pass() {
+        assert_eq!(target("/track/v2/projects/p/customers/events?x=1"), Ok(()));
+        assert_eq!(target("/data/v2/projects/p/catalogs/c/items/a%20b"), Ok(()));
+        assert_eq!(target("/"), Ok(()));
+    }
+
+    #[test]
+    fn ambiguous_paths_are_refused() {
+        for bad in [
+            "/track/../data/v2",
+            "/track/./v2",
+            "/track/v2/..",
+            "/track//v2",
+            "/track/v2;x=1/projects",
+            "/track/%2e%2e/data",
+            "/track%2Fv2",
+            "/track%2fv2",
+            "/track%5cv2",
+            "/track/%2E/v2",
+            "/track/%00",
+            "/track/%zz",
+            "/track/%2",
+            "http://evil.example/track",
+            "*",
+        ] {
+            assert_eq!(target(bad), Err("bad_request_target"), "{bad}");
+        }
+        let uri: Uri = "example.com:443".parse().unwrap();
+        assert!(check(&Method::CONNECT, &uri, Version::HTTP_11).is_err());
+    }
+
+    #[test]
+    fn access_token_is_removed_and_the_rest_kept_byte_identical() {
+        assert_eq!(
+            strip_access_token("a=1&access_token=t&b=%20x"),
+            Some("a=1&b=%20x".into())
+        );
+        assert_eq!(strip_access_token("access_token=t"), None);
+        assert_eq!(
+            strip_access_token("ACCESS_TOKEN=t&access%5Ftoken=u&z"),
+            Some("z".into())
+        );
+        assert_eq!(strip_access_token("access_token"), None);
+        assert_eq!(
+            strip_access_token("a=access_token&b"),
+            Some("a=access_token&b".into())
+        );
+        assert_eq!(
+            strip_access_token("x=%E2%9C%93&&y="),
+            Some("x=%E2%9C%93&&y=".into())
+        );
+    }
+}

@@ -1,0 +1,241 @@
+//! The hyper service: one request, a straight line of steps, each one `?` away from a
+//! refusal. target check → route and authorize (→ `Permit`) → credentials → inject → forward.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::config::{self, LogAllowed};
+use crate::error::{ERROR_HEADER, ProxyBody, ProxyError};
+use crate::policy::catalog::Endpoint;
+use crate::policy::{Permit, Policy, target};
+use crate::secrets::{Credential, Store};
+use crate::upstream::Upstream;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
+
+/// Everything a request needs, built once at start.
+pub struct App {
+    pub policy: Policy,
+    pub secrets: Arc<Store>,
+    upstream: Upstream,
+    /// `scheme://authority` and the base path, joined with each request's path.
+    base: String,
+    log_allowed: LogAllowed,
+    ids: RequestIds,
+}
+
+/// What the access log line reports about one request.
+#[derive(Default)]
+struct Facts<'p> {
+    group: Option<&'p str>,
+    route: Option<usize>,
+    endpoint: Option<&'p Endpoint>,
+    status: Option<StatusCode>,
+}
+
+impl App {
+    pub fn new(
+        config: &config::Config,
+        policy: Policy,
+        secrets: Arc<Store>,
+    ) -> Result<App, rustls::Error> {
+        let u = &config.upstream;
+        Ok(App {
+            policy,
+            secrets,
+            upstream: Upstream::new(u)?,
+            base: format!("{}://{}{}", u.scheme, u.authority, u.prefix),
+            log_allowed: config.log_allowed,
+            ids: RequestIds::new(),
+        })
+    }
+
+    /// The service function: never fails; errors become credgate's own responses.
+    pub async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let started = Instant::now();
+        let id = self.ids.for_request(request.headers());
+        let method = request.method().clone();
+        let mut facts = Facts::default();
+        let (mut response, error) = match self.forward(request, &id, &mut facts).await {
+            Ok(response) => (response, None),
+            Err(e) => (e.to_response(facts.group, facts.route), Some(e)),
+        };
+        let headers = response.headers_mut();
+        if let Some(theirs) = headers.insert(REQUEST_ID, id.clone())
+            && theirs != id
+        {
+            headers.insert(UPSTREAM_REQUEST_ID, theirs);
+        }
+        let (decision, code) = match &error {
+            None => ("allow", ""),
+            Some(e) if e.is_denial() => ("deny", e.code()),
+            Some(e) => ("error", e.code()),
+        };
+        let failed = error.is_some()
+            || facts
+                .status
+                .is_some_and(|s| s.is_client_error() || s.is_server_error());
+        let log = match self.log_allowed {
+            _ if decision == "deny" => true,
+            LogAllowed::All => true,
+            LogAllowed::Errors => failed,
+            LogAllowed::None => false,
+        };
+        if log {
+            let endpoint = facts.endpoint.map(tracing::field::display);
+            tracing::info!(
+                target: "credgate::access",
+                request_id = id.to_str().unwrap_or("-"),
+                method = %method,
+                endpoint,
+                group = facts.group,
+                route = facts.route,
+                decision,
+                code,
+                upstream_status = facts.status.map(|s| s.as_u16()),
+                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                reason = error.as_ref().map(tracing::field::display),
+                "request"
+            );
+        }
+        Ok(response)
+    }
+
+    async fn forward<'p>(
+        &'p self,
+        request: Request<Incoming>,
+        id: &HeaderValue,
+        facts: &mut Facts<'p>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let (mut parts, body) = request.into_parts();
+        let target = target::check(&parts.method, &parts.uri, parts.version)?;
+        let decision = self
+            .policy
+            .decide(&parts.method, target.path, &parts.headers);
+        facts.group = decision.group.map(|g| g.name.as_str());
+        facts.route = decision.route;
+        facts.endpoint = decision.endpoint;
+        let permit = decision.result?;
+        let uri = self.upstream_uri(target)?;
+        let credentials = self.secrets.load();
+        let credential = credentials.get(permit.group()).ok_or_else(|| {
+            ProxyError::CredentialsUnavailable(facts.group.unwrap_or_default().to_owned())
+        })?;
+        inject(&mut parts.headers, &permit, credential, id);
+        parts.uri = uri;
+        parts.version = Version::HTTP_11; // the client picks HTTP/2 itself when ALPN says so
+        let response = self
+            .upstream
+            .send(Request::from_parts(parts, body.boxed_unsync()))
+            .await?;
+        facts.status = Some(response.status());
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(ERROR_HEADER); // only credgate's own refusals carry it
+        Ok(Response::from_parts(parts, body.boxed_unsync()))
+    }
+
+    /// The upstream URI: base URL + the same path bytes + the query minus `access_token`.
+    fn upstream_uri(&self, target: target::Target<'_>) -> Result<Uri, ProxyError> {
+        let mut uri = String::with_capacity(self.base.len() + target.path.len() + 64);
+        uri.push_str(&self.base);
+        uri.push_str(target.path);
+        if let Some(query) = target.query.and_then(target::strip_access_token) {
+            uri.push('?');
+            uri.push_str(&query);
+        }
+        Uri::try_from(uri).map_err(|_| ProxyError::BadTarget("the target cannot be forwarded"))
+    }
+}
+
+/// Removes whatever credential the app sent and sets the group's. Taking a [`Permit`] is
+/// what makes an unchecked request impossible to inject.
+fn inject(headers: &mut HeaderMap, _permit: &Permit, credential: &Credential, id: &HeaderValue) {
+    strip_hop_by_hop(headers);
+    headers.remove(header::AUTHORIZATION);
+    headers.remove(header::HOST); // the client sets Host (or :authority) from the upstream URI
+    let ours: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-credgate-"))
+        .cloned()
+        .collect();
+    for name in ours {
+        headers.remove(name);
+    }
+    headers.insert(header::AUTHORIZATION, credential.authorization.clone());
+    headers.insert(REQUEST_ID, id.clone());
+}
+
+/// Connection-scoped headers (RFC 9110 section 7.6.1), including those `Connection` names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+}
+
+/// Request ids: the app's own `x-request-id` when it is sane, else a fresh one.
+struct RequestIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> RequestIds {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        RequestIds {
+            prefix: h.finish(),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn for_request(&self, headers: &HeaderMap) -> HeaderValue {
+        if let Some(theirs) = headers.get(REQUEST_ID) {
+            let ok = (1..=200).contains(&theirs.len())
+                && theirs.as_bytes().iter().all(|b| b.is_ascii_graphic());
+            if ok {
+                return theirs.clone();
+            }
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::try_from(format!("{:016x}{n:016x}", self.prefix))
+            .expect("hex is a valid header value")
+    }
+}

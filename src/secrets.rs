@@ -1,0 +1,442 @@
+//! Credentials: the [`Secret`] type, the immutable [`CredentialSet`] built from one read of
+//! the secrets file, and the [`Store`] that publishes it through an `ArcSwap`.
+//!
+//! The store is the only writer; a request loads one snapshot and uses it throughout, so a
+//! key id and its secret always come from the same read. The injected `Authorization`
+//! values are built here, once per load, and marked sensitive.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use base64::Engine;
+use http::HeaderValue;
+use serde::Deserialize;
+
+use crate::config::read_bounded;
+use crate::policy::{Access, Policy};
+
+/// A credential value. `Debug` and `Display` print `***`; only [`Secret::expose`] reveals it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Box<str>);
+
+impl Secret {
+    pub fn new(value: impl Into<Box<str>>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself: for building the `Authorization` header and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret::new)
+    }
+}
+
+/// One group's entry of the secrets file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    key_id: Option<String>,
+    secret: Option<Secret>,
+    token: Option<Secret>,
+    rotated_at: Option<String>,
+}
+
+/// A group's loaded credential.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// The complete `Authorization` value, marked sensitive (its `Debug` prints `Sensitive`).
+    pub authorization: HeaderValue,
+    /// The private key id (not secret on its own), for fingerprints in logs.
+    pub key_id: Option<String>,
+    pub rotated_at: Option<String>,
+}
+
+/// Every group's credential from one read of the secrets file. Immutable once built.
+#[derive(Debug, Default)]
+pub struct CredentialSet {
+    /// Indexed like `Policy::groups`; `None` for a group with no entry.
+    pub groups: Vec<Option<Credential>>,
+    /// Counts successful loads, starting at 1.
+    pub generation: u64,
+    /// The file's bytes, to tell an unchanged re-read from a new version.
+    pub digest: u64,
+}
+
+impl CredentialSet {
+    pub fn get(&self, group: usize) -> Option<&Credential> {
+        self.groups.get(group).and_then(Option::as_ref)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: larger than 1 MiB", path.display())]
+    TooLarge { path: PathBuf },
+    /// The message never quotes a value of the file.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Yaml {
+        path: PathBuf,
+        line: u64,
+        column: u64,
+        message: String,
+    },
+    #[error("{}: {}", path.display(), problems.join("; "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+/// Parses and validates the secrets file's text against the policy's groups. Returns the
+/// set (with generation 0) and warnings (entries for unknown groups, groups with no entry).
+pub fn parse(
+    path: &Path,
+    text: &str,
+    policy: &Policy,
+) -> Result<(CredentialSet, Vec<String>), SecretsError> {
+    let entries: BTreeMap<String, Entry> = if text.trim().is_empty() {
+        BTreeMap::new()
+    } else {
+        serde_saphyr::from_str(text).map_err(|e| {
+            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+            let message = redact_quoted(&e.without_snippet().to_string());
+            let message = message
+                .split(" at line ")
+                .next()
+                .unwrap_or(&message)
+                .to_owned();
+            SecretsError::Yaml {
+                path: path.to_owned(),
+                line,
+                column,
+                message,
+            }
+        })?
+    };
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    for name in entries.keys() {
+        if policy.group_index(name).is_none() {
+            warnings.push(format!("secrets entry {name:?} names no configured group"));
+        }
+    }
+    let mut groups = Vec::with_capacity(policy.groups.len());
+    for group in &policy.groups {
+        let credential = match entries.get(&group.name) {
+            None => {
+                warnings.push(format!(
+                    "group {:?} has no entry: its requests get credentials_unavailable",
+                    group.name
+                ));
+                None
+            }
+            Some(entry) => match credential(group.access, entry) {
+                Ok(c) => Some(c),
+                Err(p) => {
+                    problems.push(format!("{}: {p}", group.name));
+                    None
+                }
+            },
+        };
+        groups.push(credential);
+    }
+    if !problems.is_empty() {
+        return Err(SecretsError::Invalid {
+            path: path.to_owned(),
+            problems,
+        });
+    }
+    let digest = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut h);
+        h.finish()
+    };
+    Ok((
+        CredentialSet {
+            groups,
+            generation: 0,
+            digest,
+        },
+        warnings,
+    ))
+}
+
+fn credential(access: Access, entry: &Entry) -> Result<Credential, String> {
+    if let Some(at) = &entry.rotated_at {
+        check_rfc3339(at).map_err(|()| "rotated_at is not an RFC 3339 time".to_owned())?;
+    }
+    let value = match (access, entry) {
+        (
+            Access::Private,
+            Entry {
+                key_id: Some(id),
+                secret: Some(secret),
+                token: None,
+                ..
+            },
+        ) => {
+            check_value("key_id", id)?;
+            if id.contains(':') {
+                return Err("key_id contains ':'".into());
+            }
+            check_value("secret", secret.expose())?;
+            let pair = format!("{id}:{}", secret.expose());
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        }
+        (Access::Private, _) => {
+            return Err("a private group needs key_id and secret (and no token)".into());
+        }
+        (
+            Access::Public,
+            Entry {
+                token: Some(token),
+                key_id: None,
+                secret: None,
+                ..
+            },
+        ) => {
+            check_value("token", token.expose())?;
+            format!("Token {}", token.expose())
+        }
+        (Access::Public, _) => {
+            return Err("a public group needs token (and no key_id or secret)".into());
+        }
+    };
+    let mut authorization =
+        HeaderValue::try_from(value).map_err(|_| "not a valid header value".to_owned())?;
+    authorization.set_sensitive(true);
+    Ok(Credential {
+        authorization,
+        key_id: entry.key_id.clone(),
+        rotated_at: entry.rotated_at.clone(),
+    })
+}
+
+/// The message names the field, never the value.
+fn check_value(field: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err(format!("{field} is empty"));
+    }
+    if value.len() > 1024 {
+        return Err(format!("{field} is longer than 1024 characters"));
+    }
+    if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!("{field} contains control characters or spaces"));
+    }
+    if !value.is_ascii() {
+        return Err(format!("{field} contains non-ASCII characters"));
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
+fn check_rfc3339(s: &str) -> Result<(), ()> {
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let shape = digits(0..4)
+        && b.get(4) == Some(&b'-')
+        && digits(5..7)
+        && b.get(7) == Some(&b'-')
+        && digits(8..10)
+        && matches!(b.get(10), Some(b'T' | b't' | b' '))
+        && digits(11..13)
+        && b.get(13) == Some(&b':')
+        && digits(14..16)
+        && b.get(16) == Some(&b':')
+        && digits(17..19);
+    if !shape {
+        return Err(());
+    }
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return Err(());
+        }
+        rest = &frac[n..];
+    }
+    let zone = rest == "Z" || rest == "z" || {
+        let z = rest.as_bytes();
+        z.len() == 6
+            && matches!(z[0], b'+' | b'-')
+            && z[3] == b':'
+            && [1, 2, 4, 5].iter().all(|&i| z[i].is_ascii_digit())
+    };
+    if zone { Ok(()) } else { Err(()) }
+}
+
+/// Replaces quoted text that is not a plain field name: a YAML error must not echo a value.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in message.split('`').enumerate() {
+        if i % 2 == 1
+            && !(part.len() <= 24 && part.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        {
+            out.push_str("`<redacted>`");
+        } else if i % 2 == 1 {
+            out.push('`');
+            out.push_str(part);
+            out.push('`');
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+/// The live credentials. The secrets loader is the only writer; readers call [`Store::load`]
+/// once per request and keep that snapshot for the whole request.
+pub struct Store {
+    current: ArcSwap<CredentialSet>,
+}
+
+impl Store {
+    pub fn new(mut first: CredentialSet) -> Store {
+        first.generation = 1;
+        Store {
+            current: ArcSwap::from_pointee(first),
+        }
+    }
+
+    pub fn load(&self) -> Arc<CredentialSet> {
+        self.current.load_full()
+    }
+
+    /// Publishes a validated set as the next generation; returns that generation.
+    pub fn publish(&self, mut next: CredentialSet) -> u64 {
+        next.generation = self.current.load().generation + 1;
+        let generation = next.generation;
+        self.current.store(Arc::new(next));
+        generation
+    }
+}
+
+/// Reads and validates the secrets file.
+pub fn read(path: &Path, policy: &Policy) -> Result<(CredentialSet, Vec<String>), SecretsError> {
+    let text = read_bounded(path).map_err(|e| match e {
+        None => SecretsError::TooLarge {
+            path: path.to_owned(),
+        },
+        Some(source) => SecretsError::Read {
+            path: path.to_owned(),
+            source,
+        },
+    })?;
+    parse(path, &text, policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
+        let entry = Entry {
+            key_id: Some("id".into()),
+            secret: Some(s.clone()),
+            token: None,
+            rotated_at: None,
+        };
+        assert!(!format!("{entry:?}").contains("hunter2"));
+        let c = credential(Access::Private, &entry).unwrap();
+        assert!(!format!("{c:?}").contains("aHVudGVyMg"), "{c:?}");
+        assert!(c.authorization.is_sensitive());
+    }
+
+    #[test]
+    fn basic_and_token_values() {
+        let entry = Entry {
+            key_id: Some("id".into()),
+            secret: Some(Secret::new("pw")),
+            token: None,
+            rotated_at: None,
+        };
+        assert_eq!(
+            credential(Access::Private, &entry).unwrap().authorization,
+            "Basic aWQ6cHc="
+        );
+        let entry = Entry {
+            key_id: None,
+            secret: None,
+            token: Some(Secret::new("tok")),
+            rotated_at: None,
+        };
+        assert_eq!(
+            credential(Access::Public, &entry).unwrap().authorization,
+            "Token tok"
+        );
+        assert!(credential(Access::Private, &entry).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_refused_without_echo() {
+        for (id, secret) in [
+            ("a:b", "s"),
+            ("a b", "s"),
+            ("a", "s\u{7}"),
+            ("", "s"),
+            ("a", "s\n"),
+        ] {
+            let entry = Entry {
+                key_id: Some(id.into()),
+                secret: Some(Secret::new(secret)),
+                token: None,
+                rotated_at: None,
+            };
+            let err = credential(Access::Private, &entry).unwrap_err();
+            assert!(!err.contains(secret) || secret == "s", "{err}");
+        }
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert!(check_rfc3339("2026-12-04T10:00:00Z").is_ok());
+        assert!(check_rfc3339("2026-12-04T10:00:00.123+01:00").is_ok());
+        assert!(check_rfc3339("2026-12-04").is_err());
+        assert!(check_rfc3339("2026-12-04T10:00:00").is_err());
+    }
+
+    #[test]
+    fn redaction_keeps_field_names_only() {
+        assert_eq!(
+            redact_quoted("unknown field `tokn`, expected"),
+            "unknown field `tokn`, expected"
+        );
+        assert_eq!(
+            redact_quoted("unknown field `abc123secret`"),
+            "unknown field `<redacted>`"
+        );
+    }
+}
