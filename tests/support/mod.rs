@@ -1,0 +1,217 @@
+//! Test harness: a real upstream on loopback (HTTP, or TLS with a test CA) that records what
+//! it received, the real `credgate` binary started from YAML strings, and a real client.
+#![allow(dead_code)]
+
+pub mod upstream;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use upstream::Upstream;
+
+pub const PROJECT: &str = "12345678-1234-1234-1234-123456789abc";
+pub const OTHER_PROJECT: &str = "87654321-4321-4321-4321-cba987654321";
+pub const KEY_ID: &str = "keyid0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklm";
+pub const SECRET: &str = "secretzyxwvutsrqponmlkjihgfedcba9876543210zyxwvutsrqponmlkjihgf";
+pub const TOKEN: &str = "tokenaaaabbbbccccddddeeeeffffgggghhhhiiiijjjjkkkkllllmmmmnnnnoo";
+
+/// base64("KEY_ID:SECRET"), what the upstream must see for the private group.
+pub fn basic() -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{KEY_ID}:{SECRET}"))
+    )
+}
+
+pub fn secrets_yaml() -> String {
+    format!(
+        "consent-portal:\n  key_id: {KEY_ID}\n  secret: {SECRET}\nweb-tracking:\n  token: {TOKEN}\n"
+    )
+}
+
+/// The seed's config: a private consent group and a public tracking group.
+pub fn config_yaml(base_url: &str) -> String {
+    format!(
+        r#"listen: 127.0.0.1:0
+upstream:
+  base_url: {base_url}
+  connect_timeout: 2s
+  response_timeout: 2s
+project_token: {PROJECT}
+secrets_file: secrets.yaml
+groups:
+  consent-portal:
+    access: private
+    permissions: ["Consent: Get + Set", "GDPR: Export customer", "Catalogs: Get", "Imports: Allow trigger imports"]
+  web-tracking:
+    access: public
+    permissions: ["Events: Set", "Customer properties: Set"]
+routes:
+  - group: web-tracking
+    match:
+      path_prefix: /track/
+      methods: [POST]
+      headers: {{ x-credgate-group: web-tracking }}
+  - group: consent-portal
+"#
+    )
+}
+
+/// A running `credgate run`, killed on drop. Its stderr (the logs) is captured.
+pub struct Proxy {
+    child: Child,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_credgate")
+}
+
+/// Writes `credgate.yaml` and `secrets.yaml` into a fresh folder.
+pub fn write_files(config: &str, secrets: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("credgate.yaml"), config).unwrap();
+    std::fs::write(dir.path().join("secrets.yaml"), secrets).unwrap();
+    dir
+}
+
+impl Proxy {
+    pub fn start(config: &str, secrets: &str) -> Proxy {
+        Proxy::start_with(config, secrets, "info")
+    }
+
+    pub fn start_with(config: &str, secrets: &str, filter: &str) -> Proxy {
+        let dir = write_files(config, secrets);
+        Proxy::start_in(dir, filter)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, filter: &str) -> Proxy {
+        let mut child = Command::new(bin())
+            .args(["run", "--config"])
+            .arg(dir.path().join("credgate.yaml"))
+            .env("CREDGATE_LOG", filter)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && v["message"] == "listening"
+                {
+                    let _ = tx.send(v["listen"].as_str().unwrap().parse::<SocketAddr>().unwrap());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "credgate did not start:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Proxy {
+            child,
+            addr,
+            logs,
+            dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// The access-log lines, parsed.
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "credgate::access")
+            .collect()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A line of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("credgate.yaml")
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// Runs the binary with `args`, returning (exit code, stdout, stderr).
+pub fn cli(args: &[&str], cwd: &Path) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .env("CREDGATE_LOG", "info")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Asserts a response credgate made itself: status, header and JSON body code.
+pub async fn assert_refused(
+    response: reqwest::Response,
+    status: u16,
+    code: &str,
+) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status for {code}");
+    assert_eq!(response.headers()["credgate-error"], code);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body
+}
