@@ -22,10 +22,21 @@ async fn traffic(proxy: &Proxy) {
     let c = client();
     let data = format!("/data/v2/projects/{PROJECT}");
     for rsp in [
-        c.get(proxy.url(&format!("{data}/catalogs?access_token=the-apps-own"))).header("authorization", "Basic the-apps-own").send().await,
-        c.post(proxy.url(&format!("/track/v2/projects/{PROJECT}/customers"))).header("x-credgate-group", "web-tracking").body("{}").send().await,
-        c.post(proxy.url(&format!("{data}/customers/anonymize"))).send().await,
-        c.get(proxy.url(&format!("/data/v2/projects/{OTHER_PROJECT}/catalogs"))).send().await,
+        c.get(proxy.url(&format!("{data}/catalogs?access_token=the-apps-own")))
+            .header("authorization", "Basic the-apps-own")
+            .send()
+            .await,
+        c.post(proxy.url(&format!("/track/v2/projects/{PROJECT}/customers")))
+            .header("x-credgate-group", "web-tracking")
+            .body("{}")
+            .send()
+            .await,
+        c.post(proxy.url(&format!("{data}/customers/anonymize")))
+            .send()
+            .await,
+        c.get(proxy.url(&format!("/data/v2/projects/{OTHER_PROJECT}/catalogs")))
+            .send()
+            .await,
     ] {
         rsp.unwrap().bytes().await.unwrap();
     }
@@ -34,7 +45,11 @@ async fn traffic(proxy: &Proxy) {
 #[tokio::test]
 async fn no_secret_in_logs_at_trace_level() {
     let up = Upstream::tls().await;
-    let dir = write_files(&config_yaml(&up.base_url()).replace("  connect_timeout", "  ca_file: ca.pem\n  connect_timeout"), &secrets_yaml());
+    let dir = write_files(
+        &config_yaml(&up.base_url())
+            .replace("  connect_timeout", "  ca_file: ca.pem\n  connect_timeout"),
+        &secrets_yaml(),
+    );
     std::fs::write(dir.path().join("ca.pem"), up.ca_pem.as_ref().unwrap()).unwrap();
     let proxy = Proxy::start_in(dir, "trace");
     traffic(&proxy).await;
@@ -54,15 +69,28 @@ async fn access_log_lines_have_the_documented_fields_and_no_project_token() {
     let lines = proxy.access_log();
     assert_eq!(lines.len(), 4, "{lines:?}");
     for line in &lines {
-        for field in ["request_id", "method", "decision", "latency_ms", "level", "timestamp"] {
+        for field in [
+            "request_id",
+            "method",
+            "decision",
+            "latency_ms",
+            "level",
+            "timestamp",
+        ] {
             assert!(!line[field].is_null(), "{field} missing in {line}");
         }
         let text = line.to_string();
-        assert!(!text.contains(PROJECT) && !text.contains(OTHER_PROJECT), "a project token in {text}");
+        assert!(
+            !text.contains(PROJECT) && !text.contains(OTHER_PROJECT),
+            "a project token in {text}"
+        );
     }
     let allowed = &lines[0];
     assert_eq!(allowed["decision"], "allow");
-    assert_eq!(allowed["endpoint"], "GET /data/v2/projects/{project}/catalogs");
+    assert_eq!(
+        allowed["endpoint"],
+        "GET /data/v2/projects/{project}/catalogs"
+    );
     assert_eq!(allowed["group"], "consent-portal");
     assert_eq!(allowed["route"], 1);
     assert_eq!(allowed["upstream_status"], 200);
@@ -70,7 +98,12 @@ async fn access_log_lines_have_the_documented_fields_and_no_project_token() {
     let denied = &lines[2];
     assert_eq!(denied["decision"], "deny");
     assert_eq!(denied["code"], "permission_denied");
-    assert!(denied["reason"].as_str().unwrap().contains("GDPR: Anonymize customer"));
+    assert!(
+        denied["reason"]
+            .as_str()
+            .unwrap()
+            .contains("GDPR: Anonymize customer")
+    );
     assert!(denied["upstream_status"].is_null());
     assert_eq!(lines[3]["code"], "project_mismatch");
     let text = proxy.logs();

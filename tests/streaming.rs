@@ -15,15 +15,31 @@ async fn fifty_mib_each_way_with_flat_memory() {
     let path = format!("/data/v1/projects/{PROJECT}/imports/42/start");
     let c = client();
     // Warm up so the baseline includes the runtime, the pool and the allocator's arenas.
-    c.post(proxy.url(&path)).body(vec![b'w'; 1 << 20]).send().await.unwrap();
+    c.post(proxy.url(&path))
+        .body(vec![b'w'; 1 << 20])
+        .send()
+        .await
+        .unwrap();
     let baseline = proxy.memory_kib("VmRSS:");
 
-    let chunks = futures_util::stream::iter((0..SIZE / (1 << 20)).map(|_| Ok::<_, std::io::Error>(vec![b'u'; 1 << 20])));
-    let rsp = c.post(proxy.url(&path)).body(reqwest::Body::wrap_stream(chunks)).send().await.unwrap();
+    let chunks = futures_util::stream::iter(
+        (0..SIZE / (1 << 20)).map(|_| Ok::<_, std::io::Error>(vec![b'u'; 1 << 20])),
+    );
+    let rsp = c
+        .post(proxy.url(&path))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(rsp.status(), 200);
     assert_eq!(up.last().body_len, SIZE, "the whole upload arrived");
 
-    let rsp = c.post(proxy.url(&path)).header("x-test-download", SIZE.to_string()).send().await.unwrap();
+    let rsp = c
+        .post(proxy.url(&path))
+        .header("x-test-download", SIZE.to_string())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(rsp.status(), 200);
     let mut received = 0u64;
     let mut stream = rsp.bytes_stream();

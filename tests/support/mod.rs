@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+#[allow(unused_imports)]
 pub use upstream::Upstream;
 
 pub const PROJECT: &str = "12345678-1234-1234-1234-123456789abc";
