@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 
 use crate::config::Config;
-use crate::policy::{self, Policy, catalog::Need, target};
+use crate::policy::{self, Mode, Outcome, Unreadable, target};
 use crate::{proxy, secrets, server};
 
 #[derive(Parser)]
@@ -198,11 +198,22 @@ fn check(path: &Path) -> ExitCode {
         for perm in &g.permissions {
             println!("  permission {perm:?}");
         }
+        if g.mode == Mode::Audit {
+            println!("  mode: audit (refusals are forwarded and logged as would_deny)");
+        }
+        for (grant, names) in g.grants.scoped() {
+            println!("  scope: {grant} only for {}", names.join(", "));
+        }
         println!("  allows:");
         let mut any = false;
         for e in policy::allowed_endpoints(g, &p.catalog) {
             any = true;
-            println!("    {e}  ({})", policy::describe(e.need));
+            let project = if e.has_project() {
+                ""
+            } else {
+                "  [no {project} segment: project not checked]"
+            };
+            println!("    {e}  ({}){project}", policy::describe(e.need));
         }
         if !any {
             println!("    nothing");
@@ -250,7 +261,7 @@ fn explain(
     method: &str,
     target: &str,
     headers: &[String],
-    _body: Option<&Path>,
+    body: Option<&Path>,
 ) -> ExitCode {
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -259,15 +270,20 @@ fn explain(
             return ExitCode::from(2);
         }
     };
-    let request = match parse_request(method, target, headers) {
+    let request = parse_request(method, target, headers).and_then(|r| {
+        let body = body
+            .map(|b| std::fs::read(b).map_err(|e| format!("cannot read {}: {e}", b.display())))
+            .transpose()?;
+        Ok((r, body))
+    });
+    let ((method, uri, headers), body) = match request {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let (method, uri, headers) = &request;
-    print_explanation(&config.policy, method, uri, headers)
+    print_explanation(&config, &method, &uri, &headers, body.as_deref())
 }
 
 fn parse_request(
@@ -294,7 +310,15 @@ fn parse_request(
     Ok((method, uri, map))
 }
 
-fn print_explanation(policy: &Policy, method: &Method, uri: &Uri, headers: &HeaderMap) -> ExitCode {
+/// Runs the proxy's own decision (target check, `decide`, `inspect`) and prints each step.
+fn print_explanation(
+    config: &Config,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Option<&[u8]>,
+) -> ExitCode {
+    let policy = &config.policy;
     let path = match target::check(method, uri, Version::HTTP_11) {
         Ok(t) => t.path,
         Err(e) => {
@@ -309,8 +333,13 @@ fn print_explanation(policy: &Policy, method: &Method, uri: &Uri, headers: &Head
         None => println!("route:    none matches"),
     }
     if let Some(g) = d.group {
+        let mode = if g.mode == Mode::Audit {
+            ", audit mode"
+        } else {
+            ""
+        };
         println!(
-            "group:    {} ({} access, project {})",
+            "group:    {} ({} access, project {}{mode})",
             g.name,
             g.access.as_str(),
             g.project
@@ -319,16 +348,44 @@ fn print_explanation(policy: &Policy, method: &Method, uri: &Uri, headers: &Head
     if let Some(e) = d.endpoint {
         println!("endpoint: {e}");
         println!("requires: {}", policy::describe(e.need));
-        if e.need == Need::Nothing {
-            println!("          (any group of the project)");
-        }
     }
-    match d.result {
-        Ok(_) => {
-            println!(
-                "decision: allowed (credentials of group {} are injected)",
-                d.group.map_or("?", |g| g.name.as_str())
-            );
+    let result = match d.outcome {
+        Outcome::Refuse(e) => Err(e),
+        Outcome::Permit(p) => Ok(p),
+        Outcome::Inspect(pending) => {
+            let endpoint = d.endpoint.expect("an inspected request has an endpoint");
+            if body.is_none() {
+                println!(
+                    "body:     none given (--body FILE): judged as the empty body the proxy would see"
+                );
+            }
+            let bytes = body.unwrap_or_default();
+            let limit = config.limits.inspect_body;
+            let readable = if bytes.len() as u64 > limit {
+                Err(Unreadable::TooLarge(limit))
+            } else {
+                Ok(bytes)
+            };
+            let inspected = policy.inspect(pending, endpoint, readable);
+            for v in &inspected.verdicts {
+                match &v.result {
+                    Ok(allowed) => println!("body:     {}: allowed by {allowed}", v.item),
+                    Err(need) => println!("body:     {}: REFUSED, needs {need}", v.item),
+                }
+            }
+            inspected.result
+        }
+    };
+    match result {
+        Ok(permit) => {
+            let group = d.group.map_or("?", |g| g.name.as_str());
+            match permit.would_deny() {
+                None => println!("decision: allowed (credentials of group {group} are injected)"),
+                Some(e) => println!(
+                    "decision: forwarded in audit mode, logged as would_deny ({})\nreason:   {e}",
+                    e.code()
+                ),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {

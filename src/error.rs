@@ -29,11 +29,11 @@ pub enum ProxyError {
     Reserved(&'static str),
     #[error("the project token in the path is not the project of group \"{0}\"")]
     ProjectMismatch(String),
-    #[error("group \"{group}\" may not call {endpoint}: it needs {need}")]
+    #[error("group \"{group}\" may not call {endpoint}: {reason}")]
     PermissionDenied {
         group: String,
         endpoint: String,
-        need: String,
+        reason: String,
     },
     #[error("the request body exceeds the inspection limit of {0} bytes")]
     BodyTooLarge(u64),

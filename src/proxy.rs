@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::config::{self, LogAllowed};
-use crate::error::{ERROR_HEADER, ProxyBody, ProxyError};
+use crate::error::{ERROR_HEADER, ProxyBody, ProxyError, full};
 use crate::policy::catalog::Endpoint;
-use crate::policy::{Permit, Policy, target};
+use crate::policy::{Outcome, Pending, Permit, Policy, Unreadable, target};
 use crate::secrets::{Credential, Store};
 use crate::upstream::Upstream;
 
@@ -29,6 +30,8 @@ pub struct App {
     /// `scheme://authority` and the base path, joined with each request's path.
     base: String,
     log_allowed: LogAllowed,
+    /// `limits.inspect_body`: the most credgate buffers of a body it must inspect.
+    inspect_limit: u64,
     ids: RequestIds,
 }
 
@@ -39,6 +42,8 @@ struct Facts<'p> {
     route: Option<usize>,
     endpoint: Option<&'p Endpoint>,
     status: Option<StatusCode>,
+    /// Audit mode: the code the request would have been refused with.
+    would_deny: Option<&'static str>,
 }
 
 impl App {
@@ -54,6 +59,7 @@ impl App {
             upstream: Upstream::new(u)?,
             base: format!("{}://{}{}", u.scheme, u.authority, u.prefix),
             log_allowed: config.log_allowed,
+            inspect_limit: config.limits.inspect_body,
             ids: RequestIds::new(),
         })
     }
@@ -78,6 +84,9 @@ impl App {
             headers.insert(UPSTREAM_REQUEST_ID, theirs);
         }
         let (decision, code) = match &error {
+            None if facts.would_deny.is_some() => {
+                ("would_deny", facts.would_deny.unwrap_or_default())
+            }
             None => ("allow", ""),
             Some(e) if e.is_denial() => ("deny", e.code()),
             Some(e) => ("error", e.code()),
@@ -126,8 +135,19 @@ impl App {
         facts.group = decision.group.map(|g| g.name.as_str());
         facts.route = decision.route;
         facts.endpoint = decision.endpoint;
-        let permit = decision.result?;
         let uri = self.upstream_uri(target)?;
+        let (permit, body) = match decision.outcome {
+            Outcome::Refuse(e) => return Err(e),
+            Outcome::Permit(permit) => (permit, body.boxed_unsync()),
+            Outcome::Inspect(pending) => {
+                let endpoint = decision
+                    .endpoint
+                    .expect("an inspected request has an endpoint");
+                self.inspect(pending, endpoint, &parts.headers, body)
+                    .await?
+            }
+        };
+        facts.would_deny = permit.would_deny().map(ProxyError::code);
         let credentials = self.secrets.load();
         let credential = credentials.get(permit.group()).ok_or_else(|| {
             ProxyError::CredentialsUnavailable(facts.group.unwrap_or_default().to_owned())
@@ -144,6 +164,66 @@ impl App {
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(ERROR_HEADER); // only credgate's own refusals carry it
         Ok(Response::from_parts(parts, body.boxed_unsync()))
+    }
+
+    /// Reads a body that decides the permission (at most `inspect_limit` bytes), lets the
+    /// policy judge it, and returns the same bytes to forward. Nothing else is buffered.
+    async fn inspect(
+        &self,
+        pending: Pending,
+        endpoint: &Endpoint,
+        headers: &HeaderMap,
+        body: Incoming,
+    ) -> Result<(Permit, ProxyBody), ProxyError> {
+        let limit = self.inspect_limit;
+        let encoded = headers
+            .get_all(header::CONTENT_ENCODING)
+            .iter()
+            .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        let declared = body.size_hint().exact().is_some_and(|n| n > limit);
+        if encoded || declared {
+            let why = if encoded {
+                Unreadable::Encoded
+            } else {
+                Unreadable::TooLarge(limit)
+            };
+            let permit = self.policy.inspect(pending, endpoint, Err(why)).result?;
+            return Ok((permit, body.boxed_unsync()));
+        }
+        let mut body = body;
+        let mut chunks = Vec::new();
+        let mut total = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|_| ProxyError::BadTarget("the request body could not be read"))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            }; // trailers are not forwarded
+            total += data.len() as u64;
+            chunks.push(data);
+            if total > limit {
+                // Audit mode forwards it anyway: what was read, then the rest as it comes.
+                let permit = self
+                    .policy
+                    .inspect(pending, endpoint, Err(Unreadable::TooLarge(limit)))
+                    .result?;
+                return Ok((
+                    permit,
+                    Replay {
+                        read: chunks.into(),
+                        rest: body,
+                    }
+                    .boxed_unsync(),
+                ));
+            }
+        }
+        let bytes: Bytes = if chunks.len() == 1 {
+            chunks.pop().unwrap_or_default()
+        } else {
+            chunks.concat().into()
+        };
+        let permit = self.policy.inspect(pending, endpoint, Ok(&bytes)).result?;
+        Ok((permit, full(bytes)))
     }
 
     /// The upstream URI: base URL + the same path bytes + the query minus `access_token`.
@@ -201,6 +281,38 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         header::UPGRADE,
     ] {
         headers.remove(name);
+    }
+}
+
+/// A body whose start was already read: replays those chunks, then streams the rest.
+struct Replay {
+    read: std::collections::VecDeque<Bytes>,
+    rest: Incoming,
+}
+
+impl Body for Replay {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.read.pop_front() {
+            Some(chunk) => std::task::Poll::Ready(Some(Ok(Frame::data(chunk)))),
+            None => std::pin::Pin::new(&mut self.rest).poll_frame(cx),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let read: u64 = self.read.iter().map(|c| c.len() as u64).sum();
+        let rest = self.rest.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(read + rest.lower());
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(read + upper);
+        }
+        hint
     }
 }
 

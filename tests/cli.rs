@@ -30,7 +30,7 @@ fn check_prints_the_effective_policy() {
     );
     assert!(out.contains("group web-tracking (public access"), "{out}");
     assert!(
-        out.contains("POST /track/v2/projects/{project}/customers/events  (\"Events: Set\")"),
+        out.contains("POST /track/v2/projects/{project}/customers/events  (\"Events: Set\" for the body's event_type"),
         "{out}"
     );
     assert!(out.contains("routes[0] -> web-tracking  when path_prefix /track/, methods POST, header x-credgate-group: web-tracking"), "{out}");
@@ -210,7 +210,10 @@ fn explain_says_what_would_happen_and_exits_0_1_2() {
         out.contains("group:    web-tracking (public access"),
         "{out}"
     );
-    assert!(out.contains("requires: \"Events: Set\""), "{out}");
+    assert!(
+        out.contains("requires: \"Events: Set\" for the body's event_type"),
+        "{out}"
+    );
     assert!(out.contains("decision: allowed"), "{out}");
 
     let (code, out, _) = explain(&["POST", &track]);

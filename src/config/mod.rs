@@ -15,9 +15,9 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_saphyr::Spanned;
 
-use crate::policy::catalog::Catalog;
-use crate::policy::permission::{self, Grants};
-use crate::policy::{Access, Group, Policy, Route};
+use crate::policy::catalog::{Catalog, Endpoint, Need};
+use crate::policy::permission::{self, Grants, Mask};
+use crate::policy::{Access, Group, Mode, Policy, Route};
 pub use units::{parse_duration, parse_size};
 
 /// Config files larger than this are refused before parsing (hostile-input bound).
@@ -379,10 +379,16 @@ impl Compiler {
             self.warnings
                 .push("no routes: every request will be refused with no_route".into());
         }
+        let mut catalog = Catalog::builtin();
+        for (i, at) in raw.endpoints.iter().enumerate() {
+            if let Some(endpoint) = self.endpoint(i, at, &catalog) {
+                catalog.push(endpoint);
+            }
+        }
         let policy = Policy {
             groups,
             routes,
-            catalog: Catalog::builtin(),
+            catalog,
         };
         if self.problems.is_empty() {
             self.reachability(&policy);
@@ -434,7 +440,21 @@ impl Compiler {
             }
             grants.add(&parsed);
         }
+        let mode = match &g.mode {
+            None => Mode::Enforce,
+            Some(m) => self
+                .value(m, &format!("{key}.mode"), |s| match s.as_str() {
+                    "enforce" => Ok(Mode::Enforce),
+                    "audit" => Ok(Mode::Audit),
+                    other => Err(format!("{other:?} is not enforce or audit")),
+                })
+                .unwrap_or(Mode::Enforce),
+        };
+        if mode == Mode::Audit {
+            self.warnings.push(format!("group {name:?} is in audit mode: requests its permissions refuse are forwarded anyway"));
+        }
         Some(Group {
+            mode,
             name: name.to_owned(),
             access: access?,
             project: project?,
@@ -498,6 +518,53 @@ impl Compiler {
             methods,
             headers,
         })
+    }
+
+    fn endpoint(
+        &mut self,
+        i: usize,
+        at: &Spanned<raw::Endpoint>,
+        catalog: &Catalog,
+    ) -> Option<Endpoint> {
+        let key = format!("endpoints[{i}]");
+        let e = &at.value;
+        let method = self.value(&e.method, &format!("{key}.method"), |s| {
+            let upper = s.to_ascii_uppercase();
+            Method::from_bytes(upper.as_bytes()).map_err(|_| format!("{s:?} is not an HTTP method"))
+        });
+        let need = self.value(&e.permission, &format!("{key}.permission"), |s| {
+            if s.trim().eq_ignore_ascii_case("none") {
+                return Ok(Need::Nothing);
+            }
+            let p = permission::parse(s)?;
+            if p.scope.is_some() {
+                return Err(
+                    "a custom endpoint's permission cannot be scoped (its body is not inspected)"
+                        .into(),
+                );
+            }
+            Ok(Need::Grants(Mask::of(&p.grants)))
+        });
+        let endpoint = self.value(&e.path, &format!("{key}.path"), |p| {
+            Endpoint::new(method.clone(), p, need.unwrap_or(Need::Reserved))
+        })?;
+        method.as_ref()?;
+        need?;
+        if let Some(taken) = catalog.endpoints().iter().find(|b| b.overlaps(&endpoint)) {
+            if taken.need == Need::Reserved {
+                self.problem(&e.path, format!("{key}.path"), format!("overlaps the reserved endpoint {taken}: reserved endpoints cannot be reached"));
+                return None;
+            }
+            self.warnings.push(format!(
+                "{key} ({endpoint}) overlaps {taken}, which is matched first"
+            ));
+        }
+        if !endpoint.has_project() {
+            self.warnings.push(format!(
+                "{key} ({endpoint}) has no {{project}} segment: the project check is skipped for it"
+            ));
+        }
+        Some(endpoint)
     }
 
     /// Warnings for routes that can never match and groups no route reaches.

@@ -23,6 +23,8 @@ pub struct Config {
     pub groups: BTreeMap<String, S<Group>>,
     #[serde(default)]
     pub routes: Vec<S<Route>>,
+    #[serde(default)]
+    pub endpoints: Vec<S<Endpoint>>,
     pub limits: Option<Limits>,
     pub shutdown: Option<Shutdown>,
     pub log: Option<Log>,
@@ -44,6 +46,16 @@ pub struct Group {
     pub project_token: Option<S<String>>,
     #[serde(default)]
     pub permissions: Vec<S<String>>,
+    pub mode: Option<S<String>>,
+}
+
+/// A custom endpoint: one the built-in catalog lacks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub method: S<String>,
+    pub path: S<String>,
+    pub permission: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

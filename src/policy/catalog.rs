@@ -5,15 +5,16 @@
 
 use http::Method;
 
-use super::permission::Grant::{self, *};
+use super::permission::Grant::*;
+use super::permission::{Grant, Mask};
 
 /// What an endpoint requires of the group that calls it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need {
     /// Any group of the project may call it (consent categories, system time).
     Nothing,
-    /// The group must hold this grant.
-    Grant(Grant),
+    /// The group must hold every one of these grants.
+    Grants(Mask),
     /// What is needed depends on the JSON body (event types, properties, commands).
     Body(Body),
     /// Never forwarded for a caller, whatever its permissions.
@@ -183,6 +184,10 @@ impl Catalog {
     }
 }
 
+const fn g(grant: Grant) -> Need {
+    Need::Grants(Mask::one(grant))
+}
+
 /// The built-in catalog (`bloomreach-api.md` section 10). An empty method matches any.
 static BUILTIN: &[(&str, &str, Need)] = &[
     // Reserved first: no method, route or permission can reach them.
@@ -221,7 +226,7 @@ static BUILTIN: &[(&str, &str, Need)] = &[
     (
         "POST",
         "/track/v2/projects/{project}/campaigns/clicks",
-        Need::Grant(EventsSet),
+        g(EventsSet),
     ),
     // Consent and customers.
     (
@@ -242,146 +247,134 @@ static BUILTIN: &[(&str, &str, Need)] = &[
     (
         "POST",
         "/data/v2/projects/{project}/customers/export-one",
-        Need::Grant(GdprExportCustomer),
+        g(GdprExportCustomer),
     ),
     (
         "POST",
         "/data/v2/projects/{project}/customers/export",
-        Need::Grant(GdprExportCustomers),
+        g(GdprExportCustomers),
     ),
     (
         "POST",
         "/data/v2/projects/{project}/customers/anonymize",
-        Need::Grant(GdprAnonymizeCustomer),
+        g(GdprAnonymizeCustomer),
     ),
     (
         "POST",
         "/data/v2/projects/{project}/customers/anonymize_bulk",
-        Need::Grant(GdprAnonymizeCustomer),
+        g(GdprAnonymizeCustomer),
     ),
     // Analyses.
     (
         "POST",
         "/data/v2/projects/{project}/analyses/funnel",
-        Need::Grant(GdprExportAnalyses),
+        g(GdprExportAnalyses),
     ),
     (
         "POST",
         "/data/v2/projects/{project}/analyses/report",
-        Need::Grant(GdprExportAnalyses),
+        g(GdprExportAnalyses),
     ),
     (
         "POST",
         "/data/v2/projects/{project}/analyses/segmentation",
-        Need::Grant(GdprExportAnalyses),
+        g(GdprExportAnalyses),
     ),
     (
         "POST",
         "/data/v2/projects/{project}/analyses/retention",
-        Need::Grant(GdprExportAnalyses),
+        g(GdprExportAnalyses),
     ),
     // Catalogs. inferred: GET of one catalog, GET of items, DELETE of a catalog, item
     // partial-update and item deletes (by analogy with the documented labels).
     (
         "GET",
         "/data/v2/projects/{project}/catalogs",
-        Need::Grant(CatalogsGetList),
+        g(CatalogsGetList),
     ),
     (
         "POST",
         "/data/v2/projects/{project}/catalogs",
-        Need::Grant(CatalogsCreate),
+        g(CatalogsCreate),
     ),
     (
         "GET",
         "/data/v2/projects/{project}/catalogs/{catalog}",
-        Need::Grant(CatalogsGetList),
+        g(CatalogsGetList),
     ),
     (
         "PUT",
         "/data/v2/projects/{project}/catalogs/{catalog}",
-        Need::Grant(CatalogsUpdate),
+        g(CatalogsUpdate),
     ),
     (
         "DELETE",
         "/data/v2/projects/{project}/catalogs/{catalog}",
-        Need::Grant(CatalogsDelete),
+        g(CatalogsDelete),
     ),
     (
         "GET",
         "/data/v2/projects/{project}/catalogs/{catalog}/items",
-        Need::Grant(CatalogsGetItem),
+        g(CatalogsGetItem),
     ),
     (
         "DELETE",
         "/data/v2/projects/{project}/catalogs/{catalog}/items",
-        Need::Grant(CatalogsDeleteItem),
+        g(CatalogsDeleteItem),
     ),
     (
         "POST",
         "/data/v2/projects/{project}/catalogs/{catalog}/items/bulk-delete",
-        Need::Grant(CatalogsDeleteItem),
+        g(CatalogsDeleteItem),
     ),
     (
         "GET",
         "/data/v2/projects/{project}/catalogs/{catalog}/items/{item}",
-        Need::Grant(CatalogsGetItem),
+        g(CatalogsGetItem),
     ),
     (
         "PUT",
         "/data/v2/projects/{project}/catalogs/{catalog}/items/{item}",
-        Need::Grant(CatalogsUpsertItem),
+        g(CatalogsUpsertItem),
     ),
     (
         "DELETE",
         "/data/v2/projects/{project}/catalogs/{catalog}/items/{item}",
-        Need::Grant(CatalogsDeleteItem),
+        g(CatalogsDeleteItem),
     ),
     (
         "POST",
         "/data/v2/projects/{project}/catalogs/{catalog}/items/{item}/partial-update",
-        Need::Grant(CatalogsUpsertItem),
+        g(CatalogsUpsertItem),
     ),
     // Imports: start exists under v1 and v2 in the stored docs; `run` is inferred.
     (
         "POST",
         "/data/v1/projects/{project}/imports/{import}/start",
-        Need::Grant(ImportsTrigger),
+        g(ImportsTrigger),
     ),
     (
         "POST",
         "/data/v2/projects/{project}/imports/{import}/start",
-        Need::Grant(ImportsTrigger),
+        g(ImportsTrigger),
     ),
     (
         "POST",
         "/imports/v1/{project}/{import}/run",
-        Need::Grant(ImportsTrigger),
+        g(ImportsTrigger),
     ),
-    ("GET", "/imports/v1/{project}", Need::Grant(ImportsList)),
-    ("POST", "/imports/v1/{project}", Need::Grant(ImportsCreate)),
+    ("GET", "/imports/v1/{project}", g(ImportsList)),
+    ("POST", "/imports/v1/{project}", g(ImportsCreate)),
     // inferred: the read path, from the delete path's shape.
-    (
-        "GET",
-        "/imports/v1/{project}/{import}",
-        Need::Grant(ImportsRead),
-    ),
-    (
-        "DELETE",
-        "/imports/v1/{project}/{import}",
-        Need::Grant(ImportsDelete),
-    ),
+    ("GET", "/imports/v1/{project}/{import}", g(ImportsRead)),
+    ("DELETE", "/imports/v1/{project}/{import}", g(ImportsDelete)),
     // Transactional messaging (method POST inferred).
     (
         "POST",
         "/email/v2/projects/{project}/sync",
-        Need::Grant(CampaignsEmail),
+        g(CampaignsEmail),
     ),
-    (
-        "POST",
-        "/sms/v1/projects/{project}/sync",
-        Need::Grant(CampaignsSms),
-    ),
+    ("POST", "/sms/v1/projects/{project}/sync", g(CampaignsSms)),
 ];
 
 #[cfg(test)]
@@ -397,7 +390,7 @@ mod tests {
         assert_eq!(f.endpoint.need, Need::Body(Body::TrackEvent));
         assert_eq!(f.project, Some("abc"));
         let f = c.find(&Method::DELETE, "/imports/v1/abc/42").unwrap();
-        assert_eq!(f.endpoint.need, Need::Grant(ImportsDelete));
+        assert_eq!(f.endpoint.need, g(ImportsDelete));
         assert_eq!(f.project, Some("abc"));
         let f = c
             .find(
@@ -405,7 +398,7 @@ mod tests {
                 "/data/v2/projects/p/catalogs/c/items/bulk-delete",
             )
             .unwrap();
-        assert_eq!(f.endpoint.need, Need::Grant(CatalogsDeleteItem));
+        assert_eq!(f.endpoint.need, g(CatalogsDeleteItem));
     }
 
     #[test]

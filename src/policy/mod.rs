@@ -1,9 +1,11 @@
-//! The compiled policy: groups, routes, the endpoint catalog, and the one function that
-//! decides a request.
+//! The compiled policy: groups, routes, the endpoint catalog, and the decision on a request.
 //!
-//! Only [`Policy::decide`] makes a [`Permit`], and only a `Permit` gets credentials injected
-//! (`proxy::inject` takes one), so "forwarded without a permission check" cannot be written.
+//! Only this module makes a [`Permit`], and only a `Permit` gets credentials injected
+//! (`proxy` needs one to inject), so "forwarded without a permission check" cannot be
+//! written. A group in audit mode gets a `Permit` that carries the refusal it would have had.
 
+pub mod authorize;
+pub mod body;
 pub mod catalog;
 pub mod permission;
 pub mod route;
@@ -12,8 +14,9 @@ pub mod target;
 use http::{HeaderMap, Method};
 
 use crate::error::ProxyError;
+use authorize::Verdict;
 use catalog::{Body, Catalog, Endpoint, Need};
-use permission::{Grant, Grants};
+use permission::Grants;
 pub use route::Route;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +36,13 @@ impl Access {
     }
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    /// Refused requests are forwarded anyway and logged as `would_deny`, to tighten safely.
+    Audit,
+}
+
 /// An API group: one Bloomreach credential and what it may do.
 #[derive(Clone, Debug)]
 pub struct Group {
@@ -43,6 +53,7 @@ pub struct Group {
     /// The permission strings as written, for `check` and `explain`.
     pub permissions: Vec<String>,
     pub grants: Grants,
+    pub mode: Mode,
 }
 
 #[derive(Clone, Debug)]
@@ -52,17 +63,37 @@ pub struct Policy {
     pub catalog: Catalog,
 }
 
-/// Proof that a request passed [`Policy::decide`]: which group's credential it may carry.
-/// Its fields are private to this module, so nothing else can make one.
+/// Proof that a request passed the policy: which group's credential it may carry. Its
+/// fields are private to this module, so nothing else can make one.
 #[derive(Debug)]
 pub struct Permit {
     group: usize,
+    would_deny: Option<ProxyError>,
 }
 
 impl Permit {
     pub fn group(&self) -> usize {
         self.group
     }
+
+    /// In audit mode: the refusal this request would have had.
+    pub fn would_deny(&self) -> Option<&ProxyError> {
+        self.would_deny.as_ref()
+    }
+}
+
+/// A request whose permission depends on its body: hand the body to [`Policy::inspect`].
+#[derive(Debug)]
+pub struct Pending {
+    group: usize,
+    body: Body,
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Permit(Permit),
+    Inspect(Pending),
+    Refuse(ProxyError),
 }
 
 /// What the policy made of a request: everything it learnt on the way, and the outcome.
@@ -70,46 +101,121 @@ pub struct Decision<'p> {
     pub route: Option<usize>,
     pub group: Option<&'p Group>,
     pub endpoint: Option<&'p Endpoint>,
+    pub outcome: Outcome,
+}
+
+/// Why a body could not be inspected.
+#[derive(Debug, Clone, Copy)]
+pub enum Unreadable {
+    /// Larger than `limits.inspect_body` (the limit, in bytes).
+    TooLarge(u64),
+    /// `Content-Encoding` other than identity: credgate does not decompress.
+    Encoded,
+}
+
+/// The result of a body inspection: every item's verdict, and the outcome.
+pub struct Inspected {
+    pub verdicts: Vec<Verdict>,
     pub result: Result<Permit, ProxyError>,
 }
 
-impl Decision<'_> {
-    /// The endpoint's template for logs: never the raw path, which carries project tokens.
-    pub fn endpoint_name(&self) -> String {
-        self.endpoint
-            .map_or_else(|| "unknown".to_owned(), Endpoint::name)
-    }
-}
-
 impl Policy {
-    /// Route → endpoint → project token → permission. `path` passed the target check.
+    /// Route → endpoint → project token → permission (or "inspect the body").
     pub fn decide(&self, method: &Method, path: &str, headers: &HeaderMap) -> Decision<'_> {
-        let mut decision = Decision {
+        let mut d = Decision {
             route: None,
             group: None,
             endpoint: None,
-            result: Err(ProxyError::NoRoute),
+            outcome: Outcome::Refuse(ProxyError::NoRoute),
         };
         let Some(index) = self
             .routes
             .iter()
             .position(|r| r.matches(method, path, headers))
         else {
-            return decision;
+            return d;
         };
-        let group_id = self.routes[index].group;
-        let group = &self.groups[group_id];
-        decision.route = Some(index);
-        decision.group = Some(group);
+        let id = self.routes[index].group;
+        let group = &self.groups[id];
+        d.route = Some(index);
+        d.group = Some(group);
         let Some(found) = self.catalog.find(method, path) else {
-            decision.result = Err(ProxyError::UnknownEndpoint(method.clone()));
-            return decision;
+            d.outcome = self.finish(id, Err(ProxyError::UnknownEndpoint(method.clone())));
+            return d;
         };
         let endpoint = found.endpoint;
-        decision.endpoint = Some(endpoint);
-        decision.result =
-            authorize(group, endpoint, found.project).map(|()| Permit { group: group_id });
-        decision
+        d.endpoint = Some(endpoint);
+        d.outcome = match endpoint.need {
+            // Never forwarded for a caller, audit mode or not.
+            Need::Reserved => Outcome::Refuse(ProxyError::Reserved(reserved_name(endpoint))),
+            _ if found.project.is_some_and(|p| p != group.project) => {
+                self.finish(id, Err(ProxyError::ProjectMismatch(group.name.clone())))
+            }
+            need if authorize::allows_without_body(&group.grants, need) => self.finish(id, Ok(())),
+            Need::Body(body) => Outcome::Inspect(Pending { group: id, body }),
+            need => self.finish(
+                id,
+                Err(denied(
+                    group,
+                    endpoint,
+                    format!("it needs {}", describe(need)),
+                )),
+            ),
+        };
+        d
+    }
+
+    /// Decides a pending request on its body: the same bytes that will be forwarded.
+    pub fn inspect(
+        &self,
+        pending: Pending,
+        endpoint: &Endpoint,
+        body: Result<&[u8], Unreadable>,
+    ) -> Inspected {
+        let group = &self.groups[pending.group];
+        let (verdicts, result) = match body {
+            Err(Unreadable::TooLarge(limit)) => (Vec::new(), Err(ProxyError::BodyTooLarge(limit))),
+            Err(Unreadable::Encoded) => (
+                Vec::new(),
+                Err(denied(
+                    group,
+                    endpoint,
+                    "a compressed body cannot be inspected; send it uncompressed".into(),
+                )),
+            ),
+            Ok(bytes) => match body::parse(pending.body, bytes) {
+                Err(reason) => (Vec::new(), Err(denied(group, endpoint, reason))),
+                Ok(facts) => {
+                    let verdicts = authorize::judge(&group.grants, &facts);
+                    let result = match authorize::first_refusal(&verdicts) {
+                        Some(reason) => Err(denied(group, endpoint, reason)),
+                        None => Ok(()),
+                    };
+                    (verdicts, result)
+                }
+            },
+        };
+        let result = match self.finish(pending.group, result) {
+            Outcome::Permit(p) => Ok(p),
+            Outcome::Refuse(e) => Err(e),
+            Outcome::Inspect(_) => unreachable!("finish never asks for a body"),
+        };
+        Inspected { verdicts, result }
+    }
+
+    /// Applies the group's mode: audit turns a refusal into a permit that remembers it.
+    fn finish(&self, group: usize, result: Result<(), ProxyError>) -> Outcome {
+        match result {
+            Ok(()) => Outcome::Permit(Permit {
+                group,
+                would_deny: None,
+            }),
+            Err(e) if self.groups[group].mode == Mode::Audit => Outcome::Permit(Permit {
+                group,
+                would_deny: Some(e),
+            }),
+            Err(e) => Outcome::Refuse(e),
+        }
     }
 
     pub fn group_index(&self, name: &str) -> Option<usize> {
@@ -117,70 +223,43 @@ impl Policy {
     }
 }
 
-/// Whether `group` may call `endpoint` for the project token its path carries.
-fn authorize(group: &Group, endpoint: &Endpoint, project: Option<&str>) -> Result<(), ProxyError> {
-    if endpoint.need == Need::Reserved {
-        let what = if endpoint.template.ends_with("rotate") {
-            "access-keys/rotate"
-        } else {
-            "access-keys/revoke"
-        };
-        return Err(ProxyError::Reserved(what));
+fn denied(group: &Group, endpoint: &Endpoint, reason: String) -> ProxyError {
+    ProxyError::PermissionDenied {
+        group: group.name.clone(),
+        endpoint: endpoint.name(),
+        reason,
     }
-    if project.is_some_and(|p| p != group.project) {
-        return Err(ProxyError::ProjectMismatch(group.name.clone()));
-    }
-    if allows(&group.grants, endpoint.need) {
-        Ok(())
+}
+
+fn reserved_name(endpoint: &Endpoint) -> &'static str {
+    if endpoint.template.ends_with("rotate") {
+        "access-keys/rotate"
     } else {
-        Err(ProxyError::PermissionDenied {
-            group: group.name.clone(),
-            endpoint: endpoint.name(),
-            need: describe(endpoint.need),
-        })
+        "access-keys/revoke"
     }
 }
 
-/// The grants each need asks for, all of them required. Body-dependent endpoints ask for the
-/// unscoped category permissions: a scoped permission never loosens them.
-fn required(need: Need) -> &'static [Grant] {
-    use Grant::*;
-    match need {
-        Need::Nothing | Need::Reserved => &[],
-        Need::Grant(g) => grant_slice(g),
-        Need::Body(Body::TrackEvent) => &[EventsSet],
-        Need::Body(Body::TrackCustomer) => &[CustomerPropertiesSet],
-        Need::Body(Body::TrackBatch) => &[EventsSet, CustomerPropertiesSet],
-        Need::Body(Body::Attributes) => &[CustomerPropertiesGet, CustomerAttributesGet],
-        Need::Body(Body::ExportEvents) => &[EventsGet],
-    }
-}
-
-fn grant_slice(g: Grant) -> &'static [Grant] {
-    permission::ALL
-        .iter()
-        .position(|x| *x == g)
-        .map_or(&[], |i| &permission::ALL[i..=i])
-}
-
-fn allows(grants: &Grants, need: Need) -> bool {
-    need != Need::Reserved && required(need).iter().all(|g| grants.has(*g))
-}
-
-/// The permission an endpoint needs, for people: `"Events: Set"`, `"no permission"`.
+/// The permission an endpoint needs, for people.
 pub fn describe(need: Need) -> String {
+    let quoted = |gs: &[&str]| {
+        gs.iter()
+            .map(|g| format!("\"{g}\""))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    };
     match need {
         Need::Reserved => "nothing: it is reserved".to_owned(),
         Need::Nothing => "no permission".to_owned(),
-        _ => required(need)
-            .iter()
-            .map(|g| format!("\"{g}\""))
-            .collect::<Vec<_>>()
-            .join(" and "),
+        Need::Grants(mask) => quoted(&mask.iter().map(|g| g.label()).collect::<Vec<_>>()),
+        Need::Body(Body::TrackEvent) => "\"Events: Set\" for the body's event_type (or \"Consent: Set\" for consent)".to_owned(),
+        Need::Body(Body::TrackCustomer) => "\"Customer properties: Set\" for each of the body's properties".to_owned(),
+        Need::Body(Body::TrackBatch) => "each command's own permission (customers, customers/events, system/time)".to_owned(),
+        Need::Body(Body::Attributes) => "per attribute type: property/id → \"Customer properties: Get\", consent → \"Consent: Get\", recommendation → \"Recommendations: Get\", others → \"Customer attributes: Get\"".to_owned(),
+        Need::Body(Body::ExportEvents) => "\"Events: Get\" for each of the body's event_types".to_owned(),
     }
 }
 
-/// The endpoints a group may call, for `check`.
+/// The endpoints a group may call (some bodies only, for body-dependent ones), for `check`.
 pub fn allowed_endpoints<'c>(
     group: &Group,
     catalog: &'c Catalog,
@@ -188,5 +267,5 @@ pub fn allowed_endpoints<'c>(
     catalog
         .endpoints()
         .iter()
-        .filter(move |e| allows(&group.grants, e.need))
+        .filter(move |e| authorize::could_allow(&group.grants, e.need))
 }

@@ -119,8 +119,26 @@ impl Grant {
         )
     }
 
-    fn bit(self) -> u32 {
+    const fn bit(self) -> u32 {
         1 << self as u32
+    }
+}
+
+/// A set of grants, all required (a custom endpoint's permission may tick several).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mask(u32);
+
+impl Mask {
+    pub const fn one(grant: Grant) -> Mask {
+        Mask(grant.bit())
+    }
+
+    pub fn of(grants: &[Grant]) -> Mask {
+        Mask(grants.iter().fold(0, |m, g| m | g.bit()))
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Grant> {
+        ALL.into_iter().filter(move |g| self.0 & g.bit() != 0)
     }
 }
 
