@@ -269,3 +269,6 @@ pub fn allowed_endpoints<'c>(
         .iter()
         .filter(move |e| authorize::could_allow(&group.grants, e.need))
 }
+
+#[cfg(test)]
+mod tests;
