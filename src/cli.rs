@@ -173,38 +173,45 @@ fn check(path: &Path) -> ExitCode {
         }
     };
     let p = &config.policy;
-    println!("config {}: valid", config.file.display());
-    println!(
+    let mut text = String::new();
+    macro_rules! out {
+        ($($arg:tt)*) => {{
+            use std::fmt::Write as _;
+            let _ = writeln!(text, $($arg)*);
+        }};
+    }
+    out!("config {}: valid", config.file.display());
+    out!(
         "listen {}  admin {}  upstream {}",
         config.listen, config.admin_listen, config.upstream.base_url
     );
-    println!("secrets {}: valid", config.secrets_file.display());
-    println!();
+    out!("secrets {}: valid", config.secrets_file.display());
+    out!();
     for (i, g) in p.groups.iter().enumerate() {
         let creds = if set.get(i).is_some() {
             "loaded"
         } else {
             "MISSING"
         };
-        println!(
+        out!(
             "group {} ({} access, project {}, credentials {creds})",
             g.name,
             g.access.as_str(),
             g.project
         );
         if g.permissions.is_empty() {
-            println!("  permissions: none");
+            out!("  permissions: none");
         }
         for perm in &g.permissions {
-            println!("  permission {perm:?}");
+            out!("  permission {perm:?}");
         }
         if g.mode == Mode::Audit {
-            println!("  mode: audit (refusals are forwarded and logged as would_deny)");
+            out!("  mode: audit (refusals are forwarded and logged as would_deny)");
         }
         for (grant, names) in g.grants.scoped() {
-            println!("  scope: {grant} only for {}", names.join(", "));
+            out!("  scope: {grant} only for {}", names.join(", "));
         }
-        println!("  allows:");
+        out!("  allows:");
         let mut any = false;
         for e in policy::allowed_endpoints(g, &p.catalog) {
             any = true;
@@ -213,14 +220,14 @@ fn check(path: &Path) -> ExitCode {
             } else {
                 "  [no {project} segment: project not checked]"
             };
-            println!("    {e}  ({}){project}", policy::describe(e.need));
+            out!("    {e}  ({}){project}", policy::describe(e.need));
         }
         if !any {
-            println!("    nothing");
+            out!("    nothing");
         }
     }
-    println!();
-    println!("routes (first match wins):");
+    out!();
+    out!("routes (first match wins):");
     for (i, r) in p.routes.iter().enumerate() {
         let mut m = Vec::new();
         if let Some(prefix) = &r.path_prefix {
@@ -244,15 +251,17 @@ fn check(path: &Path) -> ExitCode {
         } else {
             m.join(", ")
         };
-        println!("  routes[{i}] -> {}  when {m}", p.groups[r.group].name);
+        out!("  routes[{i}] -> {}  when {m}", p.groups[r.group].name);
     }
     let warnings: Vec<&String> = config.warnings.iter().chain(&secret_warnings).collect();
     if !warnings.is_empty() {
-        println!();
+        out!();
         for w in warnings {
-            println!("warning: {w}");
+            out!("warning: {w}");
         }
     }
+    // A closed stdout (`check | head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     ExitCode::SUCCESS
 }
 
