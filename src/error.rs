@@ -79,7 +79,7 @@ impl ProxyError {
 
     /// Whether credgate refused the request by policy (as opposed to failing to serve it).
     pub fn is_denial(&self) -> bool {
-        self.status() == StatusCode::FORBIDDEN || self.status() == StatusCode::BAD_REQUEST
+        self.status().is_client_error()
     }
 
     /// The response the app receives: status, `credgate-error` header and a JSON body.
@@ -109,4 +109,18 @@ pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed_unsync()
+}
+
+/// The `(decision, code)` of a finished request, as logs and metrics report it:
+/// `allow`, `deny` (credgate refused: 4xx), `would_deny` (audit mode), `error` (5xx).
+pub fn outcome(
+    error: Option<&ProxyError>,
+    would_deny: Option<&'static str>,
+) -> (&'static str, &'static str) {
+    match (error, would_deny) {
+        (Some(e), _) if e.is_denial() => ("deny", e.code()),
+        (Some(e), _) => ("error", e.code()),
+        (None, Some(code)) => ("would_deny", code),
+        (None, None) => ("allow", ""),
+    }
 }

@@ -12,9 +12,12 @@
 //! - [`server`]: accepting connections and draining them.
 //! - [`cli`] and [`telemetry`]: the commands and logging.
 
+pub mod access;
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod secrets;

@@ -12,8 +12,10 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use crate::access;
 use crate::config::{self, LogAllowed};
-use crate::error::{ERROR_HEADER, ProxyBody, ProxyError, full};
+use crate::error::{ERROR_HEADER, ProxyBody, ProxyError, full, outcome};
+use crate::metrics::Metrics;
 use crate::policy::catalog::Endpoint;
 use crate::policy::{Outcome, Pending, Permit, Policy, Unreadable, target};
 use crate::secrets::{Credential, Store};
@@ -26,6 +28,7 @@ const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-requ
 pub struct App {
     pub policy: Policy,
     pub secrets: Arc<Store>,
+    pub metrics: Metrics,
     upstream: Upstream,
     /// `scheme://authority` and the base path, joined with each request's path.
     base: String,
@@ -42,8 +45,11 @@ struct Facts<'p> {
     route: Option<usize>,
     endpoint: Option<&'p Endpoint>,
     status: Option<StatusCode>,
-    /// Audit mode: the code the request would have been refused with.
+    /// Audit mode: the code the request would have been refused with, and why.
     would_deny: Option<&'static str>,
+    would_deny_reason: Option<String>,
+    /// The group's index, once a route picked one (for metrics).
+    group_id: Option<usize>,
 }
 
 impl App {
@@ -54,6 +60,7 @@ impl App {
     ) -> Result<App, rustls::Error> {
         let u = &config.upstream;
         Ok(App {
+            metrics: Metrics::new(&policy),
             policy,
             secrets,
             upstream: Upstream::new(u)?,
@@ -72,8 +79,13 @@ impl App {
         let started = Instant::now();
         let id = self.ids.for_request(request.headers());
         let method = request.method().clone();
+        let bytes_in = Arc::new(AtomicU64::new(0));
         let mut facts = Facts::default();
-        let (mut response, error) = match self.forward(request, &id, &mut facts).await {
+        let result = self.forward(request, &id, &bytes_in, &mut facts).await;
+        self.metrics
+            .request(facts.group_id, facts.would_deny, result.as_ref().err());
+        let (decision, code) = outcome(result.as_ref().err(), facts.would_deny);
+        let (mut response, error) = match result {
             Ok(response) => (response, None),
             Err(e) => (e.to_response(facts.group, facts.route), Some(e)),
         };
@@ -83,48 +95,49 @@ impl App {
         {
             headers.insert(UPSTREAM_REQUEST_ID, theirs);
         }
-        let (decision, code) = match &error {
-            None if facts.would_deny.is_some() => {
-                ("would_deny", facts.would_deny.unwrap_or_default())
-            }
-            None => ("allow", ""),
-            Some(e) if e.is_denial() => ("deny", e.code()),
-            Some(e) => ("error", e.code()),
-        };
-        let failed = error.is_some()
-            || facts
-                .status
-                .is_some_and(|s| s.is_client_error() || s.is_server_error());
+        let failed = decision != "allow"
+            || response.status().is_client_error()
+            || response.status().is_server_error();
         let log = match self.log_allowed {
-            _ if decision == "deny" => true,
+            _ if decision == "deny" || decision == "would_deny" => true,
             LogAllowed::All => true,
             LogAllowed::Errors => failed,
             LogAllowed::None => false,
         };
-        if log {
-            let endpoint = facts.endpoint.map(tracing::field::display);
-            tracing::info!(
-                target: "credgate::access",
-                request_id = id.to_str().unwrap_or("-"),
-                method = %method,
-                endpoint,
-                group = facts.group,
-                route = facts.route,
-                decision,
-                code,
-                upstream_status = facts.status.map(|s| s.as_u16()),
-                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-                reason = error.as_ref().map(tracing::field::display),
-                "request"
-            );
+        if !log {
+            return Ok(response);
         }
-        Ok(response)
+        let line = access::Line {
+            request_id: id.to_str().unwrap_or("-").to_owned(),
+            method,
+            endpoint: facts.endpoint.map(Endpoint::name),
+            group: facts.group.map(str::to_owned),
+            route: facts.route,
+            decision,
+            code,
+            upstream_status: facts.status.map(|s| s.as_u16()),
+            reason: error
+                .as_ref()
+                .map(ToString::to_string)
+                .or(facts.would_deny_reason),
+            started,
+            bytes_in,
+        };
+        Ok(response.map(|inner| {
+            access::Logged {
+                inner,
+                line: Some(line),
+                bytes_out: 0,
+            }
+            .boxed_unsync()
+        }))
     }
 
     async fn forward<'p>(
         &'p self,
         request: Request<Incoming>,
         id: &HeaderValue,
+        bytes_in: &Arc<AtomicU64>,
         facts: &mut Facts<'p>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = request.into_parts();
@@ -133,6 +146,7 @@ impl App {
             .policy
             .decide(&parts.method, target.path, &parts.headers);
         facts.group = decision.group.map(|g| g.name.as_str());
+        facts.group_id = decision.route.map(|r| self.policy.routes[r].group);
         facts.route = decision.route;
         facts.endpoint = decision.endpoint;
         let uri = self.upstream_uri(target)?;
@@ -148,6 +162,13 @@ impl App {
             }
         };
         facts.would_deny = permit.would_deny().map(ProxyError::code);
+        facts.would_deny_reason = permit.would_deny().map(ToString::to_string);
+        facts.group_id = Some(permit.group());
+        let body = access::Counted {
+            inner: body,
+            count: bytes_in.clone(),
+        }
+        .boxed_unsync();
         let credentials = self.secrets.load();
         let credential = credentials.get(permit.group()).ok_or_else(|| {
             ProxyError::CredentialsUnavailable(facts.group.unwrap_or_default().to_owned())

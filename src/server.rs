@@ -5,6 +5,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -13,17 +17,21 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::Limits;
-use crate::proxy::App;
+use crate::error::ProxyBody;
 
-/// Serves HTTP/1.1 and h2c (prior knowledge) until `shutdown` completes, then stops
-/// accepting and lets in-flight requests finish for up to `drain`.
-pub async fn run(
+/// Serves `handler` over HTTP/1.1 and h2c (prior knowledge) until `shutdown` completes, then
+/// stops accepting (new connections are refused) and lets in-flight requests finish for up
+/// to `drain`.
+pub async fn run<H, F>(
     listener: TcpListener,
-    app: Arc<App>,
+    handler: H,
     limits: &Limits,
     drain: Duration,
     shutdown: impl Future<Output = ()>,
-) {
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -56,8 +64,7 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = service_fn(move |request| app.clone().handle(request));
+        let service = service_fn(handler.clone());
         let connection = graceful.watch(
             builder
                 .serve_connection(TokioIo::new(stream), service)

@@ -73,7 +73,11 @@ async fn access_log_lines_have_the_documented_fields_and_no_project_token() {
             "request_id",
             "method",
             "decision",
-            "latency_ms",
+            "duration_ms",
+            "bytes_in",
+            "bytes_out",
+            "code",
+            "completed",
             "level",
             "timestamp",
         ] {

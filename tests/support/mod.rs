@@ -40,6 +40,7 @@ pub fn secrets_yaml() -> String {
 pub fn config_yaml(base_url: &str) -> String {
     format!(
         r#"listen: 127.0.0.1:0
+admin_listen: 127.0.0.1:0
 upstream:
   base_url: {base_url}
   connect_timeout: 2s
@@ -68,6 +69,7 @@ routes:
 pub struct Proxy {
     child: Child,
     pub addr: SocketAddr,
+    pub admin: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
     pub dir: tempfile::TempDir,
 }
@@ -112,13 +114,14 @@ impl Proxy {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                     && v["message"] == "listening"
                 {
-                    let _ = tx.send(v["listen"].as_str().unwrap().parse::<SocketAddr>().unwrap());
+                    let addr = |k: &str| v[k].as_str().unwrap().parse::<SocketAddr>().unwrap();
+                    let _ = tx.send((addr("listen"), addr("admin_listen")));
                 }
                 sink.lock().unwrap().push(line);
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(addr) => addr,
+        let (addr, admin) = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addrs) => addrs,
             Err(_) => {
                 let _ = child.kill();
                 panic!(
@@ -130,6 +133,7 @@ impl Proxy {
         Proxy {
             child,
             addr,
+            admin,
             logs,
             dir,
         }
@@ -137,6 +141,32 @@ impl Proxy {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// Sends a signal (`"TERM"`, `"INT"`) to the proxy.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit, returning its exit code.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     pub fn logs(&self) -> String {
