@@ -163,7 +163,6 @@ impl App {
         };
         facts.would_deny = permit.would_deny().map(ProxyError::code);
         facts.would_deny_reason = permit.would_deny().map(ToString::to_string);
-        facts.group_id = Some(permit.group());
         let body = access::Counted {
             inner: body,
             count: bytes_in.clone(),
@@ -176,11 +175,11 @@ impl App {
         inject(&mut parts.headers, &permit, credential, id);
         parts.uri = uri;
         parts.version = Version::HTTP_11; // the client picks HTTP/2 itself when ALPN says so
-        let response = self
-            .upstream
-            .send(Request::from_parts(parts, body.boxed_unsync()))
-            .await?;
+        let sent = Instant::now();
+        let response = self.upstream.send(Request::from_parts(parts, body)).await?;
         facts.status = Some(response.status());
+        self.metrics
+            .upstream(permit.group(), response.status(), sent.elapsed());
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(ERROR_HEADER); // only credgate's own refusals carry it

@@ -246,3 +246,76 @@ pub async fn assert_refused(
     );
     body
 }
+
+/// One sample of an OpenMetrics/Prometheus text exposition.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Parses the text format: `name{a="x",b="y"} value`, comments skipped, escapes honoured.
+pub fn parse_metrics(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad sample line {line:?}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let (name, labels) = match series.split_once('{') {
+            None => (series.to_owned(), Default::default()),
+            Some((name, rest)) => {
+                let body = rest
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("bad labels in {line:?}"));
+                let mut labels = std::collections::BTreeMap::new();
+                let mut chars = body.chars().peekable();
+                while chars.peek().is_some() {
+                    let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+                    assert_eq!(chars.next(), Some('"'), "{line:?}");
+                    let mut value = String::new();
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '\\' => value.push(match chars.next() {
+                                Some('n') => '\n',
+                                Some(other) => other,
+                                None => panic!("{line:?}"),
+                            }),
+                            '"' => break,
+                            c => value.push(c),
+                        }
+                    }
+                    if chars.peek() == Some(&',') {
+                        chars.next();
+                    }
+                    labels.insert(key.trim().to_owned(), value);
+                }
+                (name.to_owned(), labels)
+            }
+        };
+        out.push(Sample {
+            name,
+            labels,
+            value,
+        });
+    }
+    out
+}
+
+/// The value of the series `name` whose labels are exactly `labels`.
+pub fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let want: std::collections::BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    samples
+        .iter()
+        .find(|s| s.name == name && s.labels == want)
+        .map(|s| s.value)
+}
