@@ -48,6 +48,9 @@ pub struct Metrics {
     durations: Vec<Histogram>,
     /// Per group: one counter per [`STATUS_CLASSES`] entry.
     upstream: Vec<Vec<Counter>>,
+    /// Per group: upstream 401/403 answers (a rotated or revoked credential, or a missing
+    /// Bloomreach permission).
+    auth_failures: Vec<Counter>,
     reloads: [Counter; 3],
     generation: Gauge,
     loaded: Vec<Gauge>,
@@ -135,6 +138,22 @@ impl Metrics {
             upstream_family,
         );
 
+        let auth_family = Family::<Labels, Counter>::default();
+        let auth_failures = policy
+            .groups
+            .iter()
+            .map(|g| {
+                auth_family
+                    .get_or_create(&vec![("group", g.name.clone())])
+                    .clone()
+            })
+            .collect();
+        registry.register(
+            "credgate_upstream_auth_failures",
+            "Upstream 401/403 answers by group (each triggers a re-read of the secrets file)",
+            auth_family,
+        );
+
         let reload_family = Family::<Labels, Counter>::default();
         let reloads = ["applied", "rejected", "unchanged"].map(|r| {
             reload_family
@@ -175,6 +194,7 @@ impl Metrics {
             requests,
             durations,
             upstream,
+            auth_failures,
             reloads,
             generation,
             loaded,
@@ -207,6 +227,10 @@ impl Metrics {
         {
             c.inc();
         }
+    }
+
+    pub fn auth_failure(&self, group: usize) {
+        self.auth_failures[group].inc();
     }
 
     pub fn reload(&self, result: Reload) {

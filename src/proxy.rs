@@ -29,6 +29,9 @@ pub struct App {
     pub policy: Policy,
     pub secrets: Arc<Store>,
     pub metrics: Metrics,
+    /// Signalled when the upstream answers 401/403: the secrets watcher re-reads the file
+    /// (the kubelet may lag behind a rotation done in the Bloomreach UI).
+    pub auth_failures: tokio::sync::Notify,
     upstream: Upstream,
     /// `scheme://authority` and the base path, joined with each request's path.
     base: String,
@@ -61,6 +64,7 @@ impl App {
         let u = &config.upstream;
         Ok(App {
             metrics: Metrics::new(&policy),
+            auth_failures: tokio::sync::Notify::new(),
             policy,
             secrets,
             upstream: Upstream::new(u)?,
@@ -180,6 +184,13 @@ impl App {
         facts.status = Some(response.status());
         self.metrics
             .upstream(permit.group(), response.status(), sent.elapsed());
+        if matches!(
+            response.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        ) {
+            self.metrics.auth_failure(permit.group());
+            self.auth_failures.notify_one();
+        }
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(ERROR_HEADER); // only credgate's own refusals carry it

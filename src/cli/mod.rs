@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `explain`. Each returns the process exit code of the
+//! The command line: `run`, `check`, `explain`, `rotate`, `revoke`. Each returns the process exit code of the
 //! contract (0 fine, 1 refused or fatal, 2 bad usage or config).
 
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod check;
 mod explain;
+mod keys;
 mod run;
 
 #[derive(Parser)]
@@ -42,6 +43,33 @@ pub enum Command {
         #[arg(long, env = "CREDGATE_CONFIG")]
         config: PathBuf,
     },
+    /// Rotate a private group's secret through Bloomreach and write the updated secrets file.
+    Rotate {
+        #[arg(long, env = "CREDGATE_CONFIG")]
+        config: PathBuf,
+        /// The group whose secret is rotated (private access).
+        #[arg(long)]
+        group: String,
+        /// Where to write the complete updated secrets file (mode 0600).
+        #[arg(long)]
+        write: PathBuf,
+        /// JSON pointer to the new secret in Bloomreach's response.
+        #[arg(long, default_value = "/secret")]
+        secret_field: String,
+        /// Rotate even if the last rotation is less than 24 hours old.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Revoke a group's credential through Bloomreach (a dry run without --yes).
+    Revoke {
+        #[arg(long, env = "CREDGATE_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        group: String,
+        /// Really revoke it.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Say what credgate would do with a request, without any network.
     Explain {
         #[arg(long, env = "CREDGATE_CONFIG")]
@@ -63,6 +91,14 @@ pub fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run { config } => run::run(&config),
         Command::Check { config } => check::check(&config),
+        Command::Rotate {
+            config,
+            group,
+            write,
+            secret_field,
+            force,
+        } => keys::rotate(&config, &group, &write, &secret_field, force),
+        Command::Revoke { config, group, yes } => keys::revoke(&config, &group, yes),
         Command::Explain {
             config,
             method,

@@ -80,6 +80,12 @@ async fn serve(config: Config, app: Arc<proxy::App>) -> ExitCode {
         "listening"
     );
 
+    secrets::watch::spawn(
+        app.clone(),
+        config.secrets_file.clone(),
+        config.secrets_poll_interval,
+    );
+
     let (draining_tx, draining) = watch::channel(false);
     let admin_app = app.clone();
     let admin_handler = move |request| admin::handle(admin_app.clone(), draining.clone(), request);

@@ -16,6 +16,9 @@ use http::HeaderValue;
 use serde::Deserialize;
 
 use crate::config::read_bounded;
+
+pub mod rfc3339;
+pub mod watch;
 use crate::policy::{Access, Policy};
 
 /// A credential value. `Debug` and `Display` print `***`; only [`Secret::expose`] reveals it.
@@ -52,13 +55,13 @@ impl<'de> Deserialize<'de> for Secret {
 }
 
 /// One group's entry of the secrets file, as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Entry {
-    key_id: Option<String>,
-    secret: Option<Secret>,
-    token: Option<Secret>,
-    rotated_at: Option<String>,
+pub struct Entry {
+    pub key_id: Option<String>,
+    pub secret: Option<Secret>,
+    pub token: Option<Secret>,
+    pub rotated_at: Option<String>,
 }
 
 /// A group's loaded credential.
@@ -72,14 +75,14 @@ pub struct Credential {
 }
 
 /// Every group's credential from one read of the secrets file. Immutable once built.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CredentialSet {
     /// Indexed like `Policy::groups`; `None` for a group with no entry.
     pub groups: Vec<Option<Credential>>,
     /// Counts successful loads, starting at 1.
     pub generation: u64,
-    /// The file's bytes, to tell an unchanged re-read from a new version.
-    pub digest: u64,
+    /// SHA-256 of the file's text, to tell an unchanged re-read from a new version.
+    pub digest: [u8; 32],
 }
 
 impl CredentialSet {
@@ -119,25 +122,7 @@ pub fn parse(
     text: &str,
     policy: &Policy,
 ) -> Result<(CredentialSet, Vec<String>), SecretsError> {
-    let entries: BTreeMap<String, Entry> = if text.trim().is_empty() {
-        BTreeMap::new()
-    } else {
-        serde_saphyr::from_str(text).map_err(|e| {
-            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-            let message = redact_quoted(&e.without_snippet().to_string());
-            let message = message
-                .split(" at line ")
-                .next()
-                .unwrap_or(&message)
-                .to_owned();
-            SecretsError::Yaml {
-                path: path.to_owned(),
-                line,
-                column,
-                message,
-            }
-        })?
-    };
+    let entries = entries(path, text)?;
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     for name in entries.keys() {
@@ -171,12 +156,7 @@ pub fn parse(
             problems,
         });
     }
-    let digest = {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        text.hash(&mut h);
-        h.finish()
-    };
+    let digest = digest(text);
     Ok((
         CredentialSet {
             groups,
@@ -187,9 +167,53 @@ pub fn parse(
     ))
 }
 
+/// The file's entries as written (for `credgate rotate`, which rewrites the file).
+pub fn entries(path: &Path, text: &str) -> Result<BTreeMap<String, Entry>, SecretsError> {
+    if text.trim().is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        let message = redact_quoted(&e.without_snippet().to_string());
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
+        SecretsError::Yaml {
+            path: path.to_owned(),
+            line,
+            column,
+            message,
+        }
+    })
+}
+
+/// Writes entries back as a secrets file. Values are double-quoted: validated values hold no
+/// control characters, so escaping `\` and `"` is enough.
+pub fn render(entries: &BTreeMap<String, Entry>) -> String {
+    let quote = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut out = String::from("# Written by credgate rotate.\n");
+    for (name, e) in entries {
+        out.push_str(&format!("{}:\n", quote(name)));
+        let fields = [
+            ("key_id", e.key_id.as_deref()),
+            ("secret", e.secret.as_ref().map(Secret::expose)),
+            ("token", e.token.as_ref().map(Secret::expose)),
+            ("rotated_at", e.rotated_at.as_deref()),
+        ];
+        for (field, value) in fields {
+            if let Some(v) = value {
+                out.push_str(&format!("  {field}: {}\n", quote(v)));
+            }
+        }
+    }
+    out
+}
+
 fn credential(access: Access, entry: &Entry) -> Result<Credential, String> {
     if let Some(at) = &entry.rotated_at {
-        check_rfc3339(at).map_err(|()| "rotated_at is not an RFC 3339 time".to_owned())?;
+        rfc3339::parse(at).ok_or_else(|| "rotated_at is not an RFC 3339 time".to_owned())?;
     }
     let value = match (access, entry) {
         (
@@ -258,43 +282,6 @@ fn check_value(field: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
-fn check_rfc3339(s: &str) -> Result<(), ()> {
-    let b = s.as_bytes();
-    let digits =
-        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
-    let shape = digits(0..4)
-        && b.get(4) == Some(&b'-')
-        && digits(5..7)
-        && b.get(7) == Some(&b'-')
-        && digits(8..10)
-        && matches!(b.get(10), Some(b'T' | b't' | b' '))
-        && digits(11..13)
-        && b.get(13) == Some(&b':')
-        && digits(14..16)
-        && b.get(16) == Some(&b':')
-        && digits(17..19);
-    if !shape {
-        return Err(());
-    }
-    let mut rest = &s[19..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let n = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if n == 0 {
-            return Err(());
-        }
-        rest = &frac[n..];
-    }
-    let zone = rest == "Z" || rest == "z" || {
-        let z = rest.as_bytes();
-        z.len() == 6
-            && matches!(z[0], b'+' | b'-')
-            && z[3] == b':'
-            && [1, 2, 4, 5].iter().all(|&i| z[i].is_ascii_digit())
-    };
-    if zone { Ok(()) } else { Err(()) }
-}
-
 /// Replaces quoted text that is not a plain field name: a YAML error must not echo a value.
 fn redact_quoted(message: &str) -> String {
     let mut out = String::new();
@@ -343,7 +330,12 @@ impl Store {
 
 /// Reads and validates the secrets file.
 pub fn read(path: &Path, policy: &Policy) -> Result<(CredentialSet, Vec<String>), SecretsError> {
-    let text = read_bounded(path).map_err(|e| match e {
+    parse(path, &read_text(path)?, policy)
+}
+
+/// Reads the secrets file's text (at most 1 MiB).
+pub fn read_text(path: &Path) -> Result<String, SecretsError> {
+    read_bounded(path).map_err(|e| match e {
         None => SecretsError::TooLarge {
             path: path.to_owned(),
         },
@@ -351,8 +343,20 @@ pub fn read(path: &Path, policy: &Policy) -> Result<(CredentialSet, Vec<String>)
             path: path.to_owned(),
             source,
         },
-    })?;
-    parse(path, &text, policy)
+    })
+}
+
+pub fn digest(text: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    d.as_ref().try_into().expect("SHA-256 is 32 bytes")
+}
+
+/// A short, non-reversible fingerprint of a key id, for logs (`sha256:1a2b3c4d`). Never
+/// computed from a secret or a token.
+pub fn fingerprint(key_id: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, key_id.as_bytes());
+    let hex: String = d.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
 #[cfg(test)]
@@ -421,11 +425,34 @@ mod tests {
     }
 
     #[test]
-    fn rfc3339() {
-        assert!(check_rfc3339("2026-12-04T10:00:00Z").is_ok());
-        assert!(check_rfc3339("2026-12-04T10:00:00.123+01:00").is_ok());
-        assert!(check_rfc3339("2026-12-04").is_err());
-        assert!(check_rfc3339("2026-12-04T10:00:00").is_err());
+    fn render_round_trips() {
+        let mut map = BTreeMap::new();
+        let private = Entry {
+            key_id: Some("id-1".into()),
+            secret: Some(Secret::new(r#"s"e\c#r:et*"#)),
+            rotated_at: Some("2026-12-04T10:00:00Z".into()),
+            ..Entry::default()
+        };
+        map.insert("consent-portal".to_owned(), private);
+        map.insert(
+            "web".to_owned(),
+            Entry {
+                token: Some(Secret::new("-tok&en")),
+                ..Entry::default()
+            },
+        );
+        let text = render(&map);
+        let back = entries(Path::new("x"), &text).unwrap();
+        assert_eq!(
+            back["consent-portal"].secret.as_ref().unwrap().expose(),
+            r#"s"e\c#r:et*"#
+        );
+        assert_eq!(
+            back["consent-portal"].rotated_at.as_deref(),
+            Some("2026-12-04T10:00:00Z")
+        );
+        assert_eq!(back["web"].token.as_ref().unwrap().expose(), "-tok&en");
+        assert_eq!(back["web"].key_id, None);
     }
 
     #[test]
