@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[allow(unused_imports)]
-pub use upstream::Upstream;
+pub use upstream::{Accounts, Upstream};
 
 pub const PROJECT: &str = "12345678-1234-1234-1234-123456789abc";
 pub const OTHER_PROJECT: &str = "87654321-4321-4321-4321-cba987654321";
@@ -318,4 +318,66 @@ pub fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option
         .iter()
         .find(|s| s.name == name && s.labels == want)
         .map(|s| s.value)
+}
+
+/// A folder laid out and updated the way the kubelet's AtomicWriter does a Secret volume:
+/// `..<timestamp>/secrets.yaml`, `..data -> ..<timestamp>`, `secrets.yaml -> ..data/secrets.yaml`.
+pub struct SecretVolume {
+    pub dir: PathBuf,
+    current: PathBuf,
+    n: u32,
+}
+
+impl SecretVolume {
+    pub fn create(dir: &Path, secrets: &str) -> SecretVolume {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut v = SecretVolume {
+            dir: dir.to_owned(),
+            current: PathBuf::new(),
+            n: 0,
+        };
+        v.current = v.write_version(secrets);
+        std::os::unix::fs::symlink(v.current.file_name().unwrap(), dir.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/secrets.yaml", dir.join("secrets.yaml")).unwrap();
+        v
+    }
+
+    fn write_version(&mut self, secrets: &str) -> PathBuf {
+        self.n += 1;
+        let version = self
+            .dir
+            .join(format!("..2026_12_04_20_00_00.{:09}", self.n));
+        std::fs::create_dir(&version).unwrap();
+        std::fs::write(version.join("secrets.yaml"), secrets).unwrap();
+        version
+    }
+
+    /// New timestamped folder, `..data_tmp` symlink renamed over `..data`, old folder removed.
+    pub fn update(&mut self, secrets: &str) {
+        let next = self.write_version(secrets);
+        let tmp = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(next.file_name().unwrap(), &tmp).unwrap();
+        std::fs::rename(&tmp, self.dir.join("..data")).unwrap();
+        std::fs::remove_dir_all(&self.current).unwrap();
+        self.current = next;
+    }
+}
+
+/// The private group's secrets entry with `secret`, and the public one's token.
+pub fn secrets_with(secret: &str) -> String {
+    format!(
+        "consent-portal:\n  key_id: {KEY_ID}\n  secret: {secret}\nweb-tracking:\n  token: {TOKEN}\n"
+    )
+}
+
+/// Polls `cond` every 5 ms for up to `limit`; returns how long it took.
+pub async fn within(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
 }
