@@ -5,12 +5,15 @@
 //! - [`config`]: the YAML file → raw structs → a validated [`config::Config`] (once, at start).
 //! - [`policy`]: the canonical target check, route rules, the endpoint catalog, permissions,
 //!   and `decide`, the only maker of a [`policy::Permit`].
-//! - [`secrets`]: the `Secret` type, credential sets, and the `ArcSwap` store.
-//! - [`proxy`]: the hyper service: check → decide → inject → forward.
+//! - [`secrets`]: the `Secret` type, credential sets, the `ArcSwap` store, and the watcher
+//!   that swaps in new versions of the secrets file.
+//! - [`proxy`]: the hyper service: check → decide (→ inspect the body) → inject → forward.
 //! - [`upstream`]: the pooled rustls client to the Bloomreach instance.
 //! - [`error`]: the request path's error enum and the responses credgate makes itself.
+//! - [`access`]: the access-log line, written when the response body ends.
 //! - [`server`]: accepting connections and draining them.
-//! - [`cli`] and [`telemetry`]: the commands and logging.
+//! - [`admin`] and [`metrics`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`cli`] and [`telemetry`]: the commands (run, check, explain, rotate, revoke) and logging.
 
 pub mod access;
 pub mod admin;
