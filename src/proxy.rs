@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -32,6 +32,8 @@ pub struct App {
     /// Signalled when the upstream answers 401/403: the secrets watcher re-reads the file
     /// (the kubelet may lag behind a rotation done in the Bloomreach UI).
     pub auth_failures: tokio::sync::Notify,
+    /// The group of the latest such answer, for the watcher's log line.
+    pub auth_failed_group: std::sync::atomic::AtomicUsize,
     upstream: Upstream,
     /// `scheme://authority` and the base path, joined with each request's path.
     base: String,
@@ -65,6 +67,7 @@ impl App {
         Ok(App {
             metrics: Metrics::new(&policy),
             auth_failures: tokio::sync::Notify::new(),
+            auth_failed_group: AtomicUsize::new(0),
             policy,
             secrets,
             upstream: Upstream::new(u)?,
@@ -189,6 +192,8 @@ impl App {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
         ) {
             self.metrics.auth_failure(permit.group());
+            self.auth_failed_group
+                .store(permit.group(), Ordering::Relaxed);
             self.auth_failures.notify_one();
         }
         let (mut parts, body) = response.into_parts();

@@ -216,11 +216,12 @@ impl Compiler {
             }
             Ok(Need::Grants(Mask::of(&p.grants)))
         });
-        let endpoint = self.value(&e.path, &format!("{key}.path"), |p| {
-            Endpoint::new(method.clone(), p, need.unwrap_or(Need::Reserved))
+        // The path is checked even when the method or permission is wrong: report everything.
+        let mut endpoint = self.value(&e.path, &format!("{key}.path"), |p| {
+            Endpoint::new(method.clone(), p, Need::Nothing)
         })?;
         method.as_ref()?;
-        need?;
+        endpoint.need = need?;
         if let Some(taken) = catalog.endpoints().iter().find(|b| b.overlaps(&endpoint)) {
             if taken.need == Need::Reserved {
                 self.problem(&e.path, format!("{key}.path"), format!("overlaps the reserved endpoint {taken}: reserved endpoints cannot be reached"));

@@ -36,6 +36,9 @@ pub enum Body {
     ExportEvents,
 }
 
+/// The most path segments a template may have.
+const MAX_SEGMENTS: usize = 16;
+
 /// One method + path template. `{project}` is the segment that must be the group's project
 /// token; any other `{name}` matches one non-empty segment.
 #[derive(Clone, Debug)]
@@ -60,6 +63,11 @@ impl Endpoint {
             .strip_prefix('/')
             .ok_or_else(|| format!("path {template:?} must start with '/'"))?;
         let mut segments = Vec::new();
+        if rest.split('/').count() > MAX_SEGMENTS {
+            return Err(format!(
+                "path {template:?} has more than {MAX_SEGMENTS} segments"
+            ));
+        }
         for seg in rest.split('/') {
             segments.push(match seg {
                 "" => return Err(format!("path {template:?} has an empty segment")),
@@ -176,9 +184,16 @@ impl Catalog {
     /// Finds the endpoint of `method path`; `path` starts with `/`. Reserved endpoints are
     /// found whatever the method.
     pub fn find<'c, 'p>(&'c self, method: &Method, path: &'p str) -> Option<Found<'c, 'p>> {
-        let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+        // On the stack: no allocation per request. Longer paths match no template.
+        let mut buf = [""; MAX_SEGMENTS];
+        let mut n = 0;
+        for segment in path.strip_prefix('/')?.split('/') {
+            *buf.get_mut(n)? = segment;
+            n += 1;
+        }
+        let segments = &buf[..n];
         self.endpoints.iter().find_map(|endpoint| {
-            let project = endpoint.matches(method, &segments)?;
+            let project = endpoint.matches(method, segments)?;
             Some(Found { endpoint, project })
         })
     }

@@ -248,7 +248,7 @@ pub fn describe(need: Need) -> String {
             .join(" and ")
     };
     match need {
-        Need::Reserved => "nothing: it is reserved".to_owned(),
+        Need::Reserved => "nothing can: it is reserved (credgate rotate / revoke use it)".to_owned(),
         Need::Nothing => "no permission".to_owned(),
         Need::Grants(mask) => quoted(&mask.iter().map(|g| g.label()).collect::<Vec<_>>()),
         Need::Body(Body::TrackEvent) => "\"Events: Set\" for the body's event_type (or \"Consent: Set\" for consent)".to_owned(),

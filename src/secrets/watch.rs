@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use notify::{RecursiveMode, Watcher};
@@ -59,6 +60,8 @@ pub fn spawn(app: Arc<App>, path: PathBuf, poll_every: Duration) {
                         continue;
                     }
                     last_auth = Some(Instant::now());
+                    let group = app.policy.groups.get(app.auth_failed_group.load(Ordering::Relaxed)).map_or("?", |g| g.name.as_str());
+                    tracing::warn!(group, "the upstream answered 401/403 for a credential: re-reading the secrets file");
                     "upstream refused a credential"
                 }
                 _ = poll.tick() => "poll",
