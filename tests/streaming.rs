@@ -49,6 +49,7 @@ async fn fifty_mib_each_way_with_flat_memory() {
     assert_eq!(received, SIZE, "the whole download arrived");
 
     let peak = proxy.memory_kib("VmHWM:");
+    eprintln!("streaming 2 x 50 MiB: proxy RSS {baseline} KiB before, peak {peak} KiB");
     assert!(
         peak < baseline + 16 * 1024,
         "memory grew from {baseline} KiB to a peak of {peak} KiB while streaming 2 x 50 MiB: something buffers"
