@@ -61,17 +61,23 @@ impl Body for Counted {
     type Data = Bytes;
     type Error = hyper::Error;
 
+    /// Trailers are dropped: a caller must not smuggle headers (a credential) in them.
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+        loop {
+            let polled = Pin::new(&mut self.inner).poll_frame(cx);
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => continue,
+                Poll::Ready(Some(Ok(frame))) => {
+                    let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    self.count.fetch_add(n, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+            return polled;
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {

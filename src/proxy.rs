@@ -23,6 +23,13 @@ use crate::upstream::Upstream;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
+const OVERRIDES: [&str; 5] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+];
 
 /// Everything a request needs, built once at start.
 pub struct App {
@@ -40,6 +47,8 @@ pub struct App {
     log_allowed: LogAllowed,
     /// `limits.inspect_body`: the most credgate buffers of a body it must inspect.
     inspect_limit: u64,
+    /// `limits.request_timeout`: bounds the wait for a body that must be inspected.
+    request_timeout: std::time::Duration,
     ids: RequestIds,
 }
 
@@ -74,6 +83,7 @@ impl App {
             base: format!("{}://{}{}", u.scheme, u.authority, u.prefix),
             log_allowed: config.log_allowed,
             inspect_limit: config.limits.inspect_body,
+            request_timeout: config.limits.request_timeout,
             ids: RequestIds::new(),
         })
     }
@@ -106,7 +116,8 @@ impl App {
             || response.status().is_client_error()
             || response.status().is_server_error();
         let log = match self.log_allowed {
-            _ if decision == "deny" || decision == "would_deny" => true,
+            // Sampling is for allowed requests: refusals and credgate's own errors are always logged.
+            _ if decision != "allow" => true,
             LogAllowed::All => true,
             LogAllowed::Errors => failed,
             LogAllowed::None => false,
@@ -187,19 +198,37 @@ impl App {
         facts.status = Some(response.status());
         self.metrics
             .upstream(permit.group(), response.status(), sent.elapsed());
-        if matches!(
-            response.status(),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-        ) {
-            self.metrics.auth_failure(permit.group());
-            self.auth_failed_group
-                .store(permit.group(), Ordering::Relaxed);
-            self.auth_failures.notify_one();
-        }
         let (mut parts, body) = response.into_parts();
+        let body = match parts.status {
+            StatusCode::UNAUTHORIZED => {
+                self.credential_refused(permit.group());
+                body.boxed_unsync()
+            }
+            // A 403 is a credential problem only when it says `invalid secret` (a rotated
+            // secret); the others are Bloomreach permission refusals. Peek at its start.
+            StatusCode::FORBIDDEN => {
+                let (start, body) = peek(body, 4096).await;
+                if start
+                    .windows(14)
+                    .any(|w| w.eq_ignore_ascii_case(b"invalid secret"))
+                {
+                    self.credential_refused(permit.group());
+                }
+                body
+            }
+            _ => body.boxed_unsync(),
+        };
         strip_hop_by_hop(&mut parts.headers);
         parts.headers.remove(ERROR_HEADER); // only credgate's own refusals carry it
-        Ok(Response::from_parts(parts, body.boxed_unsync()))
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// The upstream refused a group's credential: count it and have the watcher re-read the
+    /// secrets file (the kubelet may lag behind a rotation done in the Bloomreach UI).
+    fn credential_refused(&self, group: usize) {
+        self.metrics.auth_failure(group);
+        self.auth_failed_group.store(group, Ordering::Relaxed);
+        self.auth_failures.notify_one();
     }
 
     /// Reads a body that decides the permission (at most `inspect_limit` bytes), lets the
@@ -223,43 +252,48 @@ impl App {
             } else {
                 Unreadable::TooLarge(limit)
             };
-            let permit = self.policy.inspect(pending, endpoint, Err(why)).result?;
-            return Ok((permit, body.boxed_unsync()));
+            return match self.policy.inspect(pending, endpoint, Err(why)).result {
+                Ok(permit) => Ok((permit, body.boxed_unsync())),
+                Err(e) => {
+                    discard(body);
+                    Err(e)
+                }
+            };
         }
-        let mut body = body;
-        let mut chunks = Vec::new();
-        let mut total = 0u64;
-        while let Some(frame) = body.frame().await {
-            let frame =
-                frame.map_err(|_| ProxyError::BadTarget("the request body could not be read"))?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            }; // trailers are not forwarded
-            total += data.len() as u64;
-            chunks.push(data);
-            if total > limit {
-                // Audit mode forwards it anyway: what was read, then the rest as it comes.
-                let permit = self
-                    .policy
-                    .inspect(pending, endpoint, Err(Unreadable::TooLarge(limit)))
-                    .result?;
-                return Ok((
+        let read = tokio::time::timeout(self.request_timeout, read_up_to(body, limit))
+            .await
+            .map_err(|_| {
+                ProxyError::BadTarget(
+                    "the request body did not arrive within limits.request_timeout",
+                )
+            })??;
+        match read {
+            Read::Complete(bytes) => {
+                let permit = self.policy.inspect(pending, endpoint, Ok(&bytes)).result?;
+                Ok((permit, full(bytes)))
+            }
+            // Audit mode forwards it anyway: what was read, then the rest as it comes.
+            Read::TooLarge(read, rest) => {
+                let refused =
+                    self.policy
+                        .inspect(pending, endpoint, Err(Unreadable::TooLarge(limit)));
+                let permit = match refused.result {
+                    Ok(permit) => permit,
+                    Err(e) => {
+                        discard(rest);
+                        return Err(e);
+                    }
+                };
+                Ok((
                     permit,
                     Replay {
-                        read: chunks.into(),
-                        rest: body,
+                        read: read.into(),
+                        rest,
                     }
                     .boxed_unsync(),
-                ));
+                ))
             }
         }
-        let bytes: Bytes = if chunks.len() == 1 {
-            chunks.pop().unwrap_or_default()
-        } else {
-            chunks.concat().into()
-        };
-        let permit = self.policy.inspect(pending, endpoint, Ok(&bytes)).result?;
-        Ok((permit, full(bytes)))
     }
 
     /// The upstream URI: base URL + the same path bytes + the query minus `access_token`.
@@ -267,7 +301,12 @@ impl App {
         let mut uri = String::with_capacity(self.base.len() + target.path.len() + 64);
         uri.push_str(&self.base);
         uri.push_str(target.path);
-        if let Some(query) = target.query.and_then(target::strip_access_token) {
+        if let Some(query) = target
+            .query
+            .map(target::strip_access_token)
+            .transpose()?
+            .flatten()
+        {
             uri.push('?');
             uri.push_str(&query);
         }
@@ -281,6 +320,10 @@ fn inject(headers: &mut HeaderMap, _permit: &Permit, credential: &Credential, id
     strip_hop_by_hop(headers);
     headers.remove(header::AUTHORIZATION);
     headers.remove(header::HOST); // the client sets Host (or :authority) from the upstream URI
+    // Headers some frameworks obey to change the method or path after authorization.
+    for name in OVERRIDES {
+        headers.remove(name);
+    }
     let ours: Vec<HeaderName> = headers
         .keys()
         .filter(|k| k.as_str().starts_with("x-credgate-"))
@@ -318,6 +361,81 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
+}
+
+/// Reads and drops the rest of a refused body in the background (bounded), so a client
+/// still sending it sees the refusal instead of a broken pipe when the connection closes.
+fn discard(mut body: Incoming) {
+    const MAX: u64 = 64 << 20;
+    tokio::spawn(async move {
+        let drain = async {
+            let mut seen = 0u64;
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if seen > MAX {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), drain).await;
+    });
+}
+
+enum Read {
+    Complete(Bytes),
+    /// Past the limit: the chunks read so far, and the rest of the body.
+    TooLarge(Vec<Bytes>, Incoming),
+}
+
+/// Reads a request body, stopping as soon as it exceeds `limit` bytes. Trailers are dropped.
+async fn read_up_to(mut body: Incoming, limit: u64) -> Result<Read, ProxyError> {
+    let mut chunks = Vec::new();
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|_| ProxyError::BadTarget("the request body could not be read"))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len() as u64;
+        chunks.push(data);
+        if total > limit {
+            return Ok(Read::TooLarge(chunks, body));
+        }
+    }
+    Ok(Read::Complete(if chunks.len() == 1 {
+        chunks.swap_remove(0)
+    } else {
+        chunks.concat().into()
+    }))
+}
+
+/// Reads up to `limit` bytes of a body (for a look at an error message), and returns them
+/// with a body that still yields everything.
+async fn peek(mut body: Incoming, limit: usize) -> (Bytes, ProxyBody) {
+    let mut read = Vec::new();
+    let mut total = 0;
+    while total < limit {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    total += data.len();
+                    read.push(data);
+                }
+            }
+            // An error or the end: replay what was read; an error shows as a short body.
+            _ => break,
+        }
+    }
+    let start = read.concat().into();
+    (
+        start,
+        Replay {
+            read: read.into(),
+            rest: body,
+        }
+        .boxed_unsync(),
+    )
 }
 
 /// A body whose start was already read: replays those chunks, then streams the rest.

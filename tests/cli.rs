@@ -131,6 +131,20 @@ fn unknown_keys_and_yaml_errors_name_the_place() {
         err.contains("upstream.connect_timeout: \"2 seconds\" is not a duration"),
         "{err}"
     );
+    let zero = config_yaml(UP).replace("response_timeout: 2s", "response_timeout: 0s");
+    let (code, _, err) = check(
+        &format!("secrets_poll_interval: 0ms\n{zero}"),
+        &secrets_yaml(),
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("secrets_poll_interval: \"0ms\" must be more than zero"),
+        "{err}"
+    );
+    assert!(
+        err.contains("upstream.response_timeout: \"0s\" must be more than zero"),
+        "{err}"
+    );
     let (code, _, err) = check("groups: [\n", "");
     assert_eq!(code, 2);
     assert!(err.contains("credgate.yaml:"), "{err}");

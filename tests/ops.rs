@@ -264,6 +264,30 @@ async fn access_log_sampling_keeps_denials() {
         .map(|l| l["decision"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(decisions, vec!["deny"]);
+    // credgate's own errors are not sampled away either.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = format!(
+        "log: {{ allowed: none }}\n{}",
+        config_yaml(&format!("http://{closed}"))
+    );
+    let proxy = Proxy::start(&config, &secrets_yaml());
+    c.get(proxy.url(&data("catalogs")))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let codes: Vec<_> = proxy
+        .access_log()
+        .iter()
+        .map(|l| l["code"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes, vec!["upstream_unreachable"]);
 }
 
 #[tokio::test]

@@ -367,3 +367,104 @@ fn explain_shows_which_body_item_decided() {
     let (code, _, err) = explain("missing.json");
     assert_eq!(code, 2, "{err}");
 }
+
+#[tokio::test]
+async fn audit_mode_never_opens_reserved_or_unknown_endpoints_whatever_the_spelling() {
+    let up = Upstream::http().await;
+    let config = consent_only(&up.base_url()).replace(
+        "    access: private\n",
+        "    access: private\n    mode: audit\n",
+    );
+    let proxy = Proxy::start(&config, &secrets_yaml());
+    let c = client();
+    let base = format!("/data/v2/projects/{PROJECT}");
+    for (path, status, code) in [
+        (
+            format!("{base}/access-keys/%72otate"),
+            400,
+            "bad_request_target",
+        ),
+        (
+            format!("{base}/access%2Dkeys/revoke"),
+            400,
+            "bad_request_target",
+        ),
+        (
+            format!("{base}/ACCESS-KEYS/Rotate"),
+            403,
+            "reserved_endpoint",
+        ),
+        (
+            format!("{base}/access-keys/revoke/"),
+            403,
+            "reserved_endpoint",
+        ),
+        (format!("{base}/something-new"), 403, "unknown_endpoint"),
+    ] {
+        let rsp = c.post(proxy.url(&path)).send().await.unwrap();
+        assert_refused(rsp, status, code).await;
+    }
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
+}
+
+#[tokio::test]
+async fn a_body_with_no_items_still_needs_the_category_permission() {
+    let up = Upstream::http().await;
+    let proxy = Proxy::start(&consent_only(&up.base_url()), &secrets_yaml());
+    let c = client();
+    // The consent group holds no Customer properties: Set; an update naming no property is
+    // still a customer update (it identifies and merges customers).
+    let rsp = c
+        .post(proxy.url(&track("customers")))
+        .body(r#"{"customer_ids":{"registered":"a","cookie":"b"}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_refused(rsp, 403, "permission_denied").await;
+    let rsp = c
+        .post(proxy.url(&data("customers/attributes")))
+        .body(r#"{"attributes":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_refused(rsp, 403, "permission_denied").await;
+    // Consent: Get reads consent attributes, not the event export.
+    let rsp = c
+        .post(proxy.url(&data("customers/events")))
+        .body(r#"{"event_types":["consent"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_refused(rsp, 403, "permission_denied").await;
+    assert!(up.requests().is_empty());
+}
+
+#[tokio::test]
+async fn method_and_url_override_headers_do_not_reach_the_upstream() {
+    let up = Upstream::http().await;
+    let proxy = Proxy::start(&config_yaml(&up.base_url()), &secrets_yaml());
+    let rsp = client()
+        .get(proxy.url(&data("catalogs")))
+        .header("x-http-method-override", "DELETE")
+        .header("x-http-method", "DELETE")
+        .header("x-method-override", "DELETE")
+        .header("x-original-url", "/data/v2/projects/x/customers/anonymize")
+        .header("x-rewrite-url", "/data/v2/projects/x/customers/anonymize")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rsp.status(), 200);
+    let seen = up.last();
+    for name in [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "x-original-url",
+        "x-rewrite-url",
+    ] {
+        assert!(
+            seen.headers.get(name).is_none(),
+            "{name} reached the upstream"
+        );
+    }
+}

@@ -120,6 +120,24 @@ async fn access_token_is_removed_and_the_rest_of_the_query_is_byte_identical() {
         format!("{}?b=%20x&a=1&a=2&z=%E2%9C%93&empty=", data("catalogs"))
     );
 
+    let lenient = "?access.token=a&access+token=b&access_token[]=c&Access_Token=d&keep=1";
+    client()
+        .get(proxy.url(&format!("{}{lenient}", data("catalogs"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        up.last().target,
+        format!("{}?keep=1", data("catalogs")),
+        "names lenient servers read as access_token"
+    );
+    let rsp = client()
+        .get(proxy.url(&format!("{}?x=1;access_token=t", data("catalogs"))))
+        .send()
+        .await
+        .unwrap();
+    assert_refused(rsp, 400, "bad_request_target").await;
+
     client()
         .get(proxy.url(&format!("{}?access_token=x", data("catalogs"))))
         .send()

@@ -109,7 +109,15 @@ pub fn rotate(
     let key_id = entry.key_id.clone().unwrap_or_default();
     let (status, body) = match call(&t, "rotate") {
         Ok(r) => r,
-        Err(e) => return refused(&e.to_string()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!(
+                "The outcome is unknown: if Bloomreach received the call, the secret was rotated and the new one is lost. \
+                 The old secret stays valid for 24 hours; rotating again with --force from the old secret then fails, \
+                 so create a new key in the Bloomreach UI if the old one stops working."
+            );
+            return ExitCode::from(1);
+        }
     };
     if !status.is_success() {
         return refused(&format!(

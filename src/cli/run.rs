@@ -63,6 +63,11 @@ async fn serve(config: Config, app: Arc<proxy::App>) -> ExitCode {
             );
         }
     };
+    secrets::watch::spawn(
+        app.clone(),
+        config.secrets_file.clone(),
+        config.secrets_poll_interval,
+    );
     let addr = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let groups: Vec<String> = config
         .policy
@@ -78,12 +83,6 @@ async fn serve(config: Config, app: Arc<proxy::App>) -> ExitCode {
         groups = %groups.join(","),
         secrets_generation = app.secrets.load().generation,
         "listening"
-    );
-
-    secrets::watch::spawn(
-        app.clone(),
-        config.secrets_file.clone(),
-        config.secrets_poll_interval,
     );
 
     let (draining_tx, draining) = watch::channel(false);

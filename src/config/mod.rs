@@ -252,7 +252,7 @@ impl Compiler {
             &raw.secrets_poll_interval,
             "secrets_poll_interval",
             Duration::from_secs(30),
-            |s| parse_duration(&s.0),
+            |s| positive_duration(&s.0),
         );
         let policy = self.policy(&raw);
         let limits = self.limits(raw.limits.as_ref());
@@ -312,13 +312,13 @@ impl Compiler {
             &u.connect_timeout,
             "upstream.connect_timeout",
             Duration::from_secs(5),
-            |s| parse_duration(&s.0),
+            |s| positive_duration(&s.0),
         );
         let response_timeout = self.opt(
             &u.response_timeout,
             "upstream.response_timeout",
             Duration::from_secs(30),
-            |s| parse_duration(&s.0),
+            |s| positive_duration(&s.0),
         );
         let (scheme, authority, prefix) = parsed?;
         if scheme == Scheme::HTTP && !is_loopback_host(authority.host()) {
@@ -366,19 +366,19 @@ impl Compiler {
                 &get(|l| &l.header_read_timeout),
                 "limits.header_read_timeout",
                 Duration::from_secs(10),
-                |s| parse_duration(&s.0),
+                |s| positive_duration(&s.0),
             ),
             idle_timeout: self.opt(
                 &get(|l| &l.idle_timeout),
                 "limits.idle_timeout",
                 Duration::from_secs(60),
-                |s| parse_duration(&s.0),
+                |s| positive_duration(&s.0),
             ),
             request_timeout: self.opt(
                 &get(|l| &l.request_timeout),
                 "limits.request_timeout",
                 Duration::from_secs(300),
-                |s| parse_duration(&s.0),
+                |s| positive_duration(&s.0),
             ),
             max_connections: self.opt(
                 &get(|l| &l.max_connections),
@@ -396,6 +396,14 @@ impl Compiler {
                 },
             ),
         }
+    }
+}
+
+/// A duration that must not be zero (a zero timeout or poll interval breaks things quietly).
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?} must be more than zero")),
+        d => Ok(d),
     }
 }
 

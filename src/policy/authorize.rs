@@ -70,7 +70,7 @@ pub fn could_allow(grants: &Grants, need: Need) -> bool {
         ]
         .into_iter()
         .any(any),
-        Need::Body(Body::ExportEvents) => any(EventsGet) || any(ConsentGet),
+        Need::Body(Body::ExportEvents) => any(EventsGet),
         other => allows_without_body(grants, other),
     }
 }
@@ -106,14 +106,27 @@ pub fn judge(grants: &Grants, facts: &Facts) -> Vec<Verdict> {
             }
         }
         Facts::Attributes { attributes } => {
-            out.extend(attributes.iter().map(|a| attribute(grants, a)))
+            out.extend(attributes.iter().map(|a| attribute(grants, a)));
+            if attributes.is_empty() {
+                out.push(Verdict {
+                    item: "attributes".into(),
+                    result: Err("at least one attribute".into()),
+                });
+            }
         }
+        // `Consent: Get` reads consent attributes only, never the event export.
         Facts::ExportEvents { event_types } => {
             out.extend(
                 event_types
                     .iter()
-                    .map(|t| event(grants, "", t, Grant::EventsGet, Grant::ConsentGet)),
+                    .map(|t| event(grants, "", t, Grant::EventsGet, None)),
             );
+            if event_types.is_empty() {
+                out.push(Verdict {
+                    item: "event_types".into(),
+                    result: Err("at least one event type".into()),
+                });
+            }
         }
     }
     out
@@ -135,15 +148,23 @@ fn event_set(grants: &Grants, prefix: &str, event_type: &str) -> Verdict {
         prefix,
         event_type,
         Grant::EventsSet,
-        Grant::ConsentSet,
+        Some(Grant::ConsentSet),
     )
 }
 
-/// `Consent: Set` is `Events: Set [consent]`; `Consent: Get` is `Events: Get [consent]`.
-fn event(grants: &Grants, prefix: &str, event_type: &str, right: Grant, consent: Grant) -> Verdict {
+/// `Consent: Set` is `Events: Set [consent]`; `Consent: Get` allows consent attributes
+/// (Bloomreach: Events > "consent" Get), passed as `consent` where it applies.
+fn event(
+    grants: &Grants,
+    prefix: &str,
+    event_type: &str,
+    right: Grant,
+    consent: Option<Grant>,
+) -> Verdict {
     let result = scoped(grants, right, event_type)
         .or_else(|| {
-            (event_type == "consent" && grants.has(consent)).then_some(Allowed {
+            let consent = consent.filter(|c| event_type == "consent" && grants.has(*c))?;
+            Some(Allowed {
                 grant: consent,
                 scoped: false,
             })
@@ -187,7 +208,8 @@ fn attribute(grants: &Grants, a: &Attribute) -> Verdict {
             .ok_or_else(|| format!("\"Customer properties: Get [{n}]\"")),
         ("property" | "id", None) => Err(format!("a named {} (the body names none)", a.kind)),
         ("consent", _) => {
-            return event(grants, "attribute ", "consent", EventsGet, ConsentGet).with_item(item);
+            return event(grants, "attribute ", "consent", EventsGet, Some(ConsentGet))
+                .with_item(item);
         }
         ("recommendation", _) => plain(RecommendationsGet),
         ("segmentation" | "expression" | "aggregate" | "prediction", _) => {

@@ -78,7 +78,9 @@ struct BatchBody {
 struct RawCommand {
     name: String,
     #[serde(default)]
-    data: Option<serde_json::Value>,
+    /// Kept raw and parsed like a top-level body, so duplicate keys are refused here too
+    /// (a `Value` would silently keep the last one).
+    data: Option<Box<serde_json::value::RawValue>>,
 }
 
 #[derive(Deserialize)]
@@ -102,7 +104,8 @@ struct ExportBody {
 
 /// Parses `bytes` as the body of a `kind` endpoint. The error says what is wrong, for people.
 pub fn parse(kind: Body, bytes: &[u8]) -> Result<Facts, String> {
-    let wrong = |e: serde_json::Error| format!("the body is not the expected JSON ({e})");
+    let wrong =
+        |e: serde_json::Error| format!("the body is not the expected JSON ({})", describe(&e));
     Ok(match kind {
         Body::TrackEvent => Facts::Event {
             event_type: serde_json::from_slice::<EventBody>(bytes)
@@ -152,6 +155,25 @@ pub fn parse(kind: Body, bytes: &[u8]) -> Result<Facts, String> {
     })
 }
 
+/// What is wrong, without echoing values of the body (they can be personal data): serde's
+/// messages about fields name only the field; any other is reduced to its kind and place.
+fn describe(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    let about_a_field = ["missing field", "duplicate field", "unknown field"]
+        .iter()
+        .any(|p| message.starts_with(p));
+    if about_a_field {
+        return message;
+    }
+    let kind = match e.classify() {
+        serde_json::error::Category::Syntax => "invalid JSON",
+        serde_json::error::Category::Eof => "incomplete JSON",
+        serde_json::error::Category::Data => "a value of the wrong type",
+        serde_json::error::Category::Io => "unreadable",
+    };
+    format!("{kind} at line {} column {}", e.line(), e.column())
+}
+
 fn properties(body: CustomerBody) -> Vec<String> {
     body.properties.into_keys().collect()
 }
@@ -159,18 +181,24 @@ fn properties(body: CustomerBody) -> Vec<String> {
 fn command(i: usize, c: RawCommand) -> Result<Command, String> {
     let data = || {
         c.data
-            .clone()
+            .as_ref()
+            .map(|d| d.get())
             .ok_or_else(|| format!("commands[{i}] has no data"))
     };
-    let wrong = |e: serde_json::Error| format!("commands[{i}].data is not the expected JSON ({e})");
+    let wrong = |e: serde_json::Error| {
+        format!(
+            "commands[{i}].data is not the expected JSON ({})",
+            describe(&e)
+        )
+    };
     Ok(match c.name.as_str() {
         "customers/events" => Command::Event {
-            event_type: serde_json::from_value::<EventBody>(data()?)
+            event_type: serde_json::from_str::<EventBody>(data()?)
                 .map_err(wrong)?
                 .event_type,
         },
         "customers" => Command::Customer {
-            properties: properties(serde_json::from_value(data()?).map_err(wrong)?),
+            properties: properties(serde_json::from_str(data()?).map_err(wrong)?),
         },
         "system/time" => Command::SystemTime,
         _ => Command::Other { name: c.name },
@@ -287,7 +315,22 @@ mod tests {
     }
 
     #[test]
+    fn errors_do_not_echo_values() {
+        let err = parse(Body::TrackEvent, br#"{"event_type": ["jane@example.com"]}"#).unwrap_err();
+        assert!(!err.contains("jane"), "{err}");
+        assert!(err.contains("wrong type at line 1"), "{err}");
+        let err = parse(
+            Body::TrackEvent,
+            br#"{"customer_ids": {"email": "jane@example.com"}}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("missing field `event_type`"), "{err}");
+    }
+
+    #[test]
     fn duplicate_keys_cannot_smuggle_an_event_type() {
+        let batch = br#"{"commands":[{"name":"customers/events","data":{"event_type":"consent","event_type":"purchase"}}]}"#;
+        assert!(parse(Body::TrackBatch, batch).is_err());
         // serde_json refuses duplicate fields in structs, so no "first one checked, last one used".
         assert!(
             parse(

@@ -139,8 +139,14 @@ impl Policy {
         let group = &self.groups[id];
         d.route = Some(index);
         d.group = Some(group);
+        // Defense in depth: whatever the spelling, a path that reads as rotate or revoke is refused.
+        if let Some(reserved) = reserved_spelling(path) {
+            d.outcome = Outcome::Refuse(ProxyError::Reserved(reserved));
+            return d;
+        }
         let Some(found) = self.catalog.find(method, path) else {
-            d.outcome = self.finish(id, Err(ProxyError::UnknownEndpoint(method.clone())));
+            // Never audited: with no catalog entry nothing says what the endpoint does.
+            d.outcome = Outcome::Refuse(ProxyError::UnknownEndpoint(method.clone()));
             return d;
         };
         let endpoint = found.endpoint;
@@ -152,7 +158,10 @@ impl Policy {
                 self.finish(id, Err(ProxyError::ProjectMismatch(group.name.clone())))
             }
             need if authorize::allows_without_body(&group.grants, need) => self.finish(id, Ok(())),
-            Need::Body(body) => Outcome::Inspect(Pending { group: id, body }),
+            // Inspect only when some body could pass: an empty one must not slip through.
+            Need::Body(body) if authorize::could_allow(&group.grants, endpoint.need) => {
+                Outcome::Inspect(Pending { group: id, body })
+            }
             need => self.finish(
                 id,
                 Err(denied(
@@ -228,6 +237,22 @@ fn denied(group: &Group, endpoint: &Endpoint, reason: String) -> ProxyError {
         group: group.name.clone(),
         endpoint: endpoint.name(),
         reason,
+    }
+}
+
+/// `.../access-keys/rotate` or `.../access-keys/revoke` in any case, with trailing slashes.
+fn reserved_spelling(path: &str) -> Option<&'static str> {
+    let path = path.trim_end_matches('/');
+    let tail = |suffix: &str| {
+        path.len() >= suffix.len()
+            && path.as_bytes()[path.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    if tail("/access-keys/rotate") {
+        Some("access-keys/rotate")
+    } else if tail("/access-keys/revoke") {
+        Some("access-keys/revoke")
+    } else {
+        None
     }
 }
 

@@ -73,32 +73,45 @@ fn check_path(path: &str) -> Result<(), ProxyError> {
                 ));
             }
             0..=0x1f | 0x7f => return Err(ProxyError::BadTarget("encoded control character")),
+            // `%72otate` is `rotate` to the upstream but not to the catalog: not canonical.
+            b if b.is_ascii_alphanumeric() || b"-_~".contains(&b) => {
+                return Err(ProxyError::BadTarget(
+                    "%-encoded letter, digit or '-_~' in the path (not canonical)",
+                ));
+            }
             _ => {}
         }
     }
     Ok(())
 }
 
-/// The query without any `access_token` parameter, the rest byte-identical. `None` when
-/// nothing is left. A name is compared after %-decoding, so `access%5Ftoken` is caught too.
-pub fn strip_access_token(query: &str) -> Option<String> {
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|pair| !is_access_token(pair.split('=').next().unwrap_or(pair)))
-        .collect();
+/// The query without any `access_token` parameter, the rest byte-identical (`Ok(None)` when
+/// nothing is left). Names are compared the way lenient servers read them: %-decoded, `+`,
+/// `.` and space as `_`, a `[...]` suffix dropped, any case. A `;`-separated pair that names
+/// it is ambiguous (some servers split on `;`) and refused rather than rewritten.
+pub fn strip_access_token(query: &str) -> Result<Option<String>, ProxyError> {
+    let name = |pair: &str| pair.split('=').next().unwrap_or(pair).to_owned();
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        if pair.contains(';') && pair.split(';').any(|p| is_access_token(&name(p))) {
+            return Err(ProxyError::BadTarget(
+                "ambiguous query: access_token after ';'",
+            ));
+        }
+        if !is_access_token(&name(pair)) {
+            kept.push(pair);
+        }
+    }
     if kept.len() == query.split('&').count() {
-        return Some(query.to_owned());
+        return Ok(Some(query.to_owned()));
     }
     let rest = kept.join("&");
-    (!rest.is_empty()).then_some(rest)
+    Ok((!rest.is_empty()).then_some(rest))
 }
 
 fn is_access_token(name: &str) -> bool {
-    if !name.contains('%') && !name.contains('+') {
-        return name.eq_ignore_ascii_case("access_token");
-    }
-    let mut decoded = Vec::with_capacity(name.len());
     let bytes = name.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         let hex = bytes
@@ -109,17 +122,27 @@ fn is_access_token(name: &str) -> bool {
                 decoded.push(b);
                 i += 3;
             }
-            (b'+', _) => {
-                decoded.push(b' ');
-                i += 1;
-            }
             (b, _) => {
                 decoded.push(b);
                 i += 1;
             }
         }
     }
-    decoded.eq_ignore_ascii_case(b"access_token")
+    let base = match decoded.iter().position(|&b| b == b'[') {
+        Some(open) => &decoded[..open],
+        None => &decoded[..],
+    };
+    let normalised: Vec<u8> = base
+        .iter()
+        .map(|&b| {
+            if matches!(b, b'+' | b'.' | b' ') {
+                b'_'
+            } else {
+                b.to_ascii_lowercase()
+            }
+        })
+        .collect();
+    normalised == b"access_token"
 }
 
 #[cfg(test)]
@@ -154,6 +177,8 @@ mod tests {
             "/track%5cv2",
             "/track/%2E/v2",
             "/track/%00",
+            "/data/v2/projects/p/access-keys/%72otate",
+            "/data/v2/projects/p/access%2Dkeys/revoke",
             "/track/%zz",
             "/track/%2",
             "http://evil.example/track",
@@ -167,23 +192,21 @@ mod tests {
 
     #[test]
     fn access_token_is_removed_and_the_rest_kept_byte_identical() {
+        let strip = |q: &str| strip_access_token(q).unwrap();
         assert_eq!(
-            strip_access_token("a=1&access_token=t&b=%20x"),
+            strip("a=1&access_token=t&b=%20x"),
             Some("a=1&b=%20x".into())
         );
-        assert_eq!(strip_access_token("access_token=t"), None);
+        assert_eq!(strip("access_token=t"), None);
+        assert_eq!(strip("ACCESS_TOKEN=t&access%5Ftoken=u&z"), Some("z".into()));
+        assert_eq!(strip("access_token"), None);
         assert_eq!(
-            strip_access_token("ACCESS_TOKEN=t&access%5Ftoken=u&z"),
-            Some("z".into())
+            strip("access.token=1&access+token=2&access%20token=3&access_token[]=4&w"),
+            Some("w".into())
         );
-        assert_eq!(strip_access_token("access_token"), None);
-        assert_eq!(
-            strip_access_token("a=access_token&b"),
-            Some("a=access_token&b".into())
-        );
-        assert_eq!(
-            strip_access_token("x=%E2%9C%93&&y="),
-            Some("x=%E2%9C%93&&y=".into())
-        );
+        assert_eq!(strip("a=access_token&b"), Some("a=access_token&b".into()));
+        assert_eq!(strip("x=%E2%9C%93&&y="), Some("x=%E2%9C%93&&y=".into()));
+        assert_eq!(strip("x=1;y=2"), Some("x=1;y=2".into()));
+        assert!(strip_access_token("x=1;access_token=t").is_err());
     }
 }

@@ -12,13 +12,16 @@ use std::time::{Duration, Instant};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use super::{digest, fingerprint, parse, read_text};
+use super::{SecretsError, digest, fingerprint, parse, read_text};
 use crate::metrics::Reload;
 use crate::proxy::App;
 
 /// Writers (the kubelet, an editor, `cp`) produce bursts of events: wait this long after the
 /// first one, then read once.
 const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// How long a file must stay the same between two reads to be taken.
+const SETTLE: Duration = Duration::from_millis(50);
 
 /// At most one re-read per this long is triggered by upstream 401/403 answers.
 const AUTH_RELOAD_EVERY: Duration = Duration::from_secs(1);
@@ -48,6 +51,8 @@ pub fn spawn(app: Arc<App>, path: PathBuf, poll_every: Duration) {
             tokio::time::interval_at(tokio::time::Instant::now() + poll_every, poll_every);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_auth: Option<Instant> = None;
+        // Closes the gap between the first read at start and the watch being in place.
+        reload(&app, &path, "watch started").await;
         loop {
             let why = tokio::select! {
                 Some(()) = events.recv() => {
@@ -66,17 +71,25 @@ pub fn spawn(app: Arc<App>, path: PathBuf, poll_every: Duration) {
                 }
                 _ = poll.tick() => "poll",
             };
-            reload(&app, &path, why);
+            reload(&app, &path, why).await;
         }
     });
 }
 
 /// Re-reads the file; swaps in a valid, changed version.
-pub fn reload(app: &App, path: &Path, why: &str) {
-    let text = match read_text(path) {
+pub async fn reload(app: &App, path: &Path, why: &str) {
+    let text = match read_stable(path).await {
         Ok(t) => t,
         Err(e) => return rejected(app, why, &e),
     };
+    if text.trim().is_empty() {
+        // Truncated mid-write, most likely. To remove every group's credentials, write `{}`.
+        let empty = SecretsError::Invalid {
+            path: path.to_owned(),
+            problems: vec!["the file is empty".into()],
+        };
+        return rejected(app, why, &empty);
+    }
     let current = app.secrets.load();
     if digest(&text) == current.digest {
         app.metrics.reload(Reload::Unchanged);
@@ -113,7 +126,22 @@ pub fn reload(app: &App, path: &Path, why: &str) {
     }
 }
 
-fn rejected(app: &App, why: &str, error: &super::SecretsError) {
+/// Reads the file until two reads 50 ms apart agree, so a file being rewritten in place is
+/// not taken mid-write (the poll and 401 triggers are not debounced by file events).
+async fn read_stable(path: &Path) -> Result<String, SecretsError> {
+    let mut text = read_text(path)?;
+    for _ in 0..5 {
+        tokio::time::sleep(SETTLE).await;
+        let again = read_text(path)?;
+        if again == text {
+            return Ok(text);
+        }
+        text = again;
+    }
+    Ok(text) // still changing: validation decides, and the next event reads again
+}
+
+fn rejected(app: &App, why: &str, error: &SecretsError) {
     app.metrics.reload(Reload::Rejected);
     // SecretsError never carries a value of the file.
     tracing::warn!(why, reason = %error, generation = app.secrets.load().generation, "secrets update refused: keeping the last good credentials");

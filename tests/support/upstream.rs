@@ -1,6 +1,6 @@
 //! A real upstream on loopback that records every request it received. Its behaviour is
 //! steered by request headers: `x-test-status`, `x-test-delay-ms`, `x-test-download` (bytes
-//! to stream back).
+//! to stream back), `x-test-body` (the response body).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -270,6 +270,10 @@ async fn respond(
     let status = header("x-test-status").unwrap_or(200);
     let delay = header("x-test-delay-ms");
     let download = header("x-test-download");
+    let text = req
+        .headers()
+        .get("x-test-body")
+        .map(|v| Bytes::copy_from_slice(v.as_bytes()));
     let (parts, mut body) = req.into_parts();
     // Count the body frame by frame (keeping only a small prefix) so a big upload stays small here too.
     let mut body_len = 0;
@@ -319,7 +323,10 @@ async fn respond(
             });
             StreamBody::new(stream::iter(frames)).boxed()
         }
-        None => http_body_util::Full::new(Bytes::from_static(br#"{"success":true}"#)).boxed(),
+        None => {
+            http_body_util::Full::new(text.unwrap_or(Bytes::from_static(br#"{"success":true}"#)))
+                .boxed()
+        }
     };
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::from_u16(status as u16).unwrap();

@@ -54,6 +54,25 @@ const ANY: &[&str] = &["*"];
 /// Every built-in endpoint with a representative request, and the canonical permissions
 /// that allow it on their own ("*": every permission, even none).
 const TABLE: &[(&str, &str, &str, &[&str])] = &[
+    // Bodies with no item need the category permission all the same.
+    (
+        "POST",
+        "/track/v2/projects/p-1/customers",
+        r#"{"customer_ids":{"registered":"a"}}"#,
+        &["Customer properties: Set"],
+    ),
+    (
+        "POST",
+        "/data/v2/projects/p-1/customers/attributes",
+        r#"{"attributes":[]}"#,
+        &[],
+    ),
+    (
+        "POST",
+        "/data/v2/projects/p-1/customers/events",
+        r#"{"event_types":[]}"#,
+        &["Events: Get"],
+    ),
     ("GET", "/track/v2/projects/p-1/system/time", "", ANY),
     ("GET", "/data/v2/projects/p-1/consent/categories", "", ANY),
     (
@@ -78,7 +97,7 @@ const TABLE: &[(&str, &str, &str, &[&str])] = &[
         "POST",
         "/track/v2/projects/p-1/batch",
         r#"{"commands":[{"name":"system/time"}]}"#,
-        ANY,
+        &["Events: Set", "Consent: Set", "Customer properties: Set"],
     ),
     (
         "POST",
@@ -138,7 +157,7 @@ const TABLE: &[(&str, &str, &str, &[&str])] = &[
         "POST",
         "/data/v2/projects/p-1/customers/events",
         r#"{"event_types":["consent"]}"#,
-        &["Events: Get", "Consent: Get"],
+        &["Events: Get"],
     ),
     (
         "POST",
