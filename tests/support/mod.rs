@@ -111,13 +111,14 @@ impl Proxy {
         let sink = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                let parsed = serde_json::from_str::<serde_json::Value>(&line).ok();
+                sink.lock().unwrap().push(line); // before signalling, so logs() has the line
+                if let Some(v) = parsed
                     && v["message"] == "listening"
                 {
                     let addr = |k: &str| v[k].as_str().unwrap().parse::<SocketAddr>().unwrap();
                     let _ = tx.send((addr("listen"), addr("admin_listen")));
                 }
-                sink.lock().unwrap().push(line);
             }
         });
         let (addr, admin) = match rx.recv_timeout(Duration::from_secs(20)) {
