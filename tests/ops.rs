@@ -7,10 +7,6 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
-fn data(path: &str) -> String {
-    format!("/data/v2/projects/{PROJECT}/{path}")
-}
-
 async fn get_json(url: String) -> (u16, serde_json::Value) {
     let rsp = client().get(url).send().await.unwrap();
     let status = rsp.status().as_u16();

@@ -12,14 +12,6 @@ fn consent_only(base_url: &str) -> String {
     )
 }
 
-fn track(path: &str) -> String {
-    format!("/track/v2/projects/{PROJECT}/{path}")
-}
-
-fn data(path: &str) -> String {
-    format!("/data/v2/projects/{PROJECT}/{path}")
-}
-
 #[tokio::test]
 async fn consent_group_may_track_and_read_consent_only() {
     let up = Upstream::http().await;

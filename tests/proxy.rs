@@ -5,14 +5,6 @@ mod support;
 
 use support::*;
 
-fn track(path: &str) -> String {
-    format!("/track/v2/projects/{PROJECT}/{path}")
-}
-
-fn data(path: &str) -> String {
-    format!("/data/v2/projects/{PROJECT}/{path}")
-}
-
 #[tokio::test]
 async fn private_group_gets_basic_credentials_and_the_apps_are_removed() {
     let up = Upstream::http().await;

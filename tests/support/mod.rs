@@ -21,6 +21,16 @@ pub const KEY_ID: &str = "keyid0123456789abcdefghijklmnopqrstuvwxyz0123456789abc
 pub const SECRET: &str = "secretzyxwvutsrqponmlkjihgfedcba9876543210zyxwvutsrqponmlkjihgf";
 pub const TOKEN: &str = "tokenaaaabbbbccccddddeeeeffffgggghhhhiiiijjjjkkkkllllmmmmnnnnoo";
 
+/// A tracking API path in the test project.
+pub fn track(path: &str) -> String {
+    format!("/track/v2/projects/{PROJECT}/{path}")
+}
+
+/// A data API path in the test project.
+pub fn data(path: &str) -> String {
+    format!("/data/v2/projects/{PROJECT}/{path}")
+}
+
 /// base64("KEY_ID:SECRET"), what the upstream must see for the private group.
 pub fn basic() -> String {
     use base64::Engine;
