@@ -317,6 +317,29 @@ async fn audit_mode_forwards_refusals_and_logs_would_deny() {
             ("deny", "reserved_endpoint")
         ]
     );
+    let text = c
+        .get(proxy.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let m = parse_metrics(&text);
+    let count = |decision, code| {
+        metric(
+            &m,
+            "credgate_requests_total",
+            &[
+                ("group", "consent-portal"),
+                ("decision", decision),
+                ("code", code),
+            ],
+        )
+    };
+    assert_eq!(count("would_deny", "permission_denied"), Some(2.0));
+    assert_eq!(count("deny", "reserved_endpoint"), Some(1.0));
+    assert_eq!(count("allow", ""), Some(0.0));
 }
 
 #[test]
