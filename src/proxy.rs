@@ -40,7 +40,7 @@ pub struct App {
     /// (the kubelet may lag behind a rotation done in the Bloomreach UI).
     pub auth_failures: tokio::sync::Notify,
     /// The group of the latest such answer, for the watcher's log line.
-    pub auth_failed_group: std::sync::atomic::AtomicUsize,
+    pub auth_failed_group: AtomicUsize,
     upstream: Upstream,
     /// `scheme://authority` and the base path, joined with each request's path.
     base: String,
@@ -112,14 +112,13 @@ impl App {
         {
             headers.insert(UPSTREAM_REQUEST_ID, theirs);
         }
-        let failed = decision != "allow"
-            || response.status().is_client_error()
-            || response.status().is_server_error();
         let log = match self.log_allowed {
             // Sampling is for allowed requests: refusals and credgate's own errors are always logged.
             _ if decision != "allow" => true,
             LogAllowed::All => true,
-            LogAllowed::Errors => failed,
+            LogAllowed::Errors => {
+                response.status().is_client_error() || response.status().is_server_error()
+            }
             LogAllowed::None => false,
         };
         if !log {
