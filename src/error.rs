@@ -23,7 +23,7 @@ pub enum ProxyError {
     BadTarget(&'static str),
     #[error("no route matches this request")]
     NoRoute,
-    #[error("the catalog has no endpoint {0} for this path")]
+    #[error("the catalog has no {0} endpoint at this path")]
     UnknownEndpoint(http::Method),
     #[error("{0} is reserved: callers may never rotate or revoke credgate's keys")]
     Reserved(&'static str),
