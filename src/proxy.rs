@@ -158,6 +158,8 @@ impl App {
         facts: &mut Facts<'p>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = request.into_parts();
+        // Until it is handed on, a refusal drains it in the background (see `Unread`).
+        let mut body = Unread(Some(body));
         let target = target::check(&parts.method, &parts.uri, parts.version)?;
         let decision = self
             .policy
@@ -167,14 +169,22 @@ impl App {
         facts.route = decision.route;
         facts.endpoint = decision.endpoint;
         let uri = self.upstream_uri(target)?;
+        let credentials = self.secrets.load();
+        let unavailable =
+            || ProxyError::CredentialsUnavailable(facts.group.unwrap_or_default().to_owned());
         let (permit, body) = match decision.outcome {
             Outcome::Refuse(e) => return Err(e),
-            Outcome::Permit(permit) => (permit, body.boxed_unsync()),
+            // Checked before any body is read: without credentials nothing will be sent.
+            Outcome::Permit(p) if credentials.get(p.group()).is_none() => return Err(unavailable()),
+            Outcome::Inspect(p) if credentials.get(p.group()).is_none() => {
+                return Err(unavailable());
+            }
+            Outcome::Permit(permit) => (permit, body.take().boxed_unsync()),
             Outcome::Inspect(pending) => {
                 let endpoint = decision
                     .endpoint
                     .expect("an inspected request has an endpoint");
-                self.inspect(pending, endpoint, &parts.headers, body)
+                self.inspect(pending, endpoint, &parts.headers, body.take())
                     .await?
             }
         };
@@ -185,10 +195,7 @@ impl App {
             count: bytes_in.clone(),
         }
         .boxed_unsync();
-        let credentials = self.secrets.load();
-        let credential = credentials.get(permit.group()).ok_or_else(|| {
-            ProxyError::CredentialsUnavailable(facts.group.unwrap_or_default().to_owned())
-        })?;
+        let credential = credentials.get(permit.group()).ok_or_else(unavailable)?;
         inject(&mut parts.headers, &permit, credential, id);
         parts.uri = uri;
         parts.version = Version::HTTP_11; // the client picks HTTP/2 itself when ALPN says so
@@ -378,6 +385,27 @@ fn discard(mut body: Incoming) {
         };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(30), drain).await;
     });
+}
+
+/// A request body not yet handed on. Dropped with the body still unread (the request was
+/// refused), it drains it in the background, so a client still uploading reads the refusal
+/// instead of a reset.
+struct Unread(Option<Incoming>);
+
+impl Unread {
+    fn take(&mut self) -> Incoming {
+        self.0.take().expect("a request body is handed on once")
+    }
+}
+
+impl Drop for Unread {
+    fn drop(&mut self) {
+        if let Some(body) = self.0.take()
+            && !body.is_end_stream()
+        {
+            discard(body);
+        }
+    }
 }
 
 enum Read {

@@ -475,3 +475,30 @@ pub async fn raw_exchange(addr: std::net::SocketAddr, request: &str) -> String {
     .await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[tokio::test]
+async fn a_refused_upload_still_gets_its_refusal() {
+    let up = Upstream::http().await;
+    let secrets = format!("consent-portal:\n  key_id: {KEY_ID}\n  secret: {SECRET}\n");
+    let proxy = Proxy::start(&config_yaml(&up.base_url()), &secrets);
+    let c = client();
+    let big = vec![b'x'; 8 << 20];
+    for _ in 0..3 {
+        let rsp = c
+            .post(proxy.url(&data("customers/anonymize")))
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_refused(rsp, 403, "permission_denied").await;
+        let rsp = c
+            .post(proxy.url(&track("customers")))
+            .header("x-credgate-group", "web-tracking")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_refused(rsp, 503, "credentials_unavailable").await;
+    }
+    assert!(up.requests().is_empty());
+}

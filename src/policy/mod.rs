@@ -89,6 +89,12 @@ pub struct Pending {
     body: Body,
 }
 
+impl Pending {
+    pub fn group(&self) -> usize {
+        self.group
+    }
+}
+
 #[derive(Debug)]
 pub enum Outcome {
     Permit(Permit),
