@@ -184,7 +184,7 @@ impl App {
                 let endpoint = decision
                     .endpoint
                     .expect("an inspected request has an endpoint");
-                self.inspect(pending, endpoint, &parts.headers, body.take())
+                self.inspect(pending, endpoint, &parts.headers, body)
                     .await?
             }
         };
@@ -238,13 +238,14 @@ impl App {
     }
 
     /// Reads a body that decides the permission (at most `inspect_limit` bytes), lets the
-    /// policy judge it, and returns the same bytes to forward. Nothing else is buffered.
+    /// policy judge it, and returns the same bytes to forward. Nothing else is buffered. A
+    /// refused body is left in an [`Unread`], which drains it.
     async fn inspect(
         &self,
         pending: Pending,
         endpoint: &Endpoint,
         headers: &HeaderMap,
-        body: Incoming,
+        mut body: Unread,
     ) -> Result<(Permit, ProxyBody), ProxyError> {
         let limit = self.inspect_limit;
         let encoded = headers
@@ -258,43 +259,35 @@ impl App {
             } else {
                 Unreadable::TooLarge(limit)
             };
-            return match self.policy.inspect(pending, endpoint, Err(why)).result {
-                Ok(permit) => Ok((permit, body.boxed_unsync())),
-                Err(e) => {
-                    discard(body);
-                    Err(e)
-                }
-            };
+            let permit = self.policy.inspect(pending, endpoint, Err(why)).result?;
+            return Ok((permit, body.take().boxed_unsync()));
         }
-        let read = tokio::time::timeout(self.request_timeout, read_up_to(body, limit))
+        let read = tokio::time::timeout(self.request_timeout, read_up_to(body.take(), limit))
             .await
             .map_err(|_| {
                 ProxyError::BadTarget(
                     "the request body did not arrive within limits.request_timeout",
                 )
-            })??;
+            })?
+            .map_err(|_| ProxyError::BadTarget("the request body could not be read"))?;
         match read {
-            Read::Complete(bytes) => {
+            Read::Complete(chunks) => {
+                let bytes = join(chunks);
                 let permit = self.policy.inspect(pending, endpoint, Ok(&bytes)).result?;
                 Ok((permit, full(bytes)))
             }
             // Audit mode forwards it anyway: what was read, then the rest as it comes.
-            Read::TooLarge(read, rest) => {
-                let refused =
-                    self.policy
-                        .inspect(pending, endpoint, Err(Unreadable::TooLarge(limit)));
-                let permit = match refused.result {
-                    Ok(permit) => permit,
-                    Err(e) => {
-                        discard(rest);
-                        return Err(e);
-                    }
-                };
+            Read::Partial(read, rest) => {
+                let mut rest = Unread(Some(rest));
+                let permit = self
+                    .policy
+                    .inspect(pending, endpoint, Err(Unreadable::TooLarge(limit)))
+                    .result?;
                 Ok((
                     permit,
                     Replay {
                         read: read.into(),
-                        rest,
+                        rest: rest.take(),
                     }
                     .boxed_unsync(),
                 ))
@@ -396,6 +389,12 @@ impl Unread {
     fn take(&mut self) -> Incoming {
         self.0.take().expect("a request body is handed on once")
     }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0
+            .as_ref()
+            .map_or_else(SizeHint::default, Body::size_hint)
+    }
 }
 
 impl Drop for Unread {
@@ -409,60 +408,57 @@ impl Drop for Unread {
 }
 
 enum Read {
-    Complete(Bytes),
+    /// The whole body.
+    Complete(Vec<Bytes>),
     /// Past the limit: the chunks read so far, and the rest of the body.
-    TooLarge(Vec<Bytes>, Incoming),
+    Partial(Vec<Bytes>, Incoming),
 }
 
-/// Reads a request body, stopping as soon as it exceeds `limit` bytes. Trailers are dropped.
-async fn read_up_to(mut body: Incoming, limit: u64) -> Result<Read, ProxyError> {
+/// Reads data frames until the body ends or exceeds `limit` bytes. Trailers are dropped.
+async fn read_up_to(mut body: Incoming, limit: u64) -> Result<Read, hyper::Error> {
     let mut chunks = Vec::new();
     let mut total = 0u64;
     while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|_| ProxyError::BadTarget("the request body could not be read"))?;
-        let Ok(data) = frame.into_data() else {
+        let Ok(data) = frame?.into_data() else {
             continue;
         };
         total += data.len() as u64;
         chunks.push(data);
         if total > limit {
-            return Ok(Read::TooLarge(chunks, body));
+            return Ok(Read::Partial(chunks, body));
         }
     }
-    Ok(Read::Complete(if chunks.len() == 1 {
+    Ok(Read::Complete(chunks))
+}
+
+/// The chunks as one buffer (no copy for a single chunk).
+fn join(mut chunks: Vec<Bytes>) -> Bytes {
+    if chunks.len() == 1 {
         chunks.swap_remove(0)
     } else {
         chunks.concat().into()
-    }))
+    }
 }
 
-/// Reads up to `limit` bytes of a body (for a look at an error message), and returns them
+/// Reads about `limit` bytes of a body (for a look at an error message), and returns them
 /// with a body that still yields everything.
-async fn peek(mut body: Incoming, limit: usize) -> (Bytes, ProxyBody) {
-    let mut read = Vec::new();
-    let mut total = 0;
-    while total < limit {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    total += data.len();
-                    read.push(data);
-                }
+async fn peek(body: Incoming, limit: u64) -> (Bytes, ProxyBody) {
+    match read_up_to(body, limit).await {
+        Ok(Read::Complete(chunks)) => {
+            let all = join(chunks);
+            (all.clone(), full(all))
+        }
+        Ok(Read::Partial(read, rest)) => (
+            join(read.clone()),
+            Replay {
+                read: read.into(),
+                rest,
             }
-            // An error or the end: replay what was read; an error shows as a short body.
-            _ => break,
-        }
+            .boxed_unsync(),
+        ),
+        // The upstream broke off inside its error body: nothing usable to look at or pass on.
+        Err(_) => (Bytes::new(), full(Bytes::new())),
     }
-    let start = read.concat().into();
-    (
-        start,
-        Replay {
-            read: read.into(),
-            rest: body,
-        }
-        .boxed_unsync(),
-    )
 }
 
 /// A body whose start was already read: replays those chunks, then streams the rest.

@@ -158,8 +158,10 @@ impl Policy {
         let endpoint = found.endpoint;
         d.endpoint = Some(endpoint);
         d.outcome = match endpoint.need {
-            // Never forwarded for a caller, audit mode or not.
-            Need::Reserved => Outcome::Refuse(ProxyError::Reserved(reserved_name(endpoint))),
+            // Never forwarded for a caller (`reserved_spelling` above already caught the built-in ones).
+            Need::Reserved => Outcome::Refuse(ProxyError::Reserved(
+                reserved_spelling(&endpoint.template).unwrap_or("access-keys"),
+            )),
             _ if found.project.is_some_and(|p| p != group.project) => {
                 self.finish(id, Err(ProxyError::ProjectMismatch(group.name.clone())))
             }
@@ -259,14 +261,6 @@ fn reserved_spelling(path: &str) -> Option<&'static str> {
         Some("access-keys/revoke")
     } else {
         None
-    }
-}
-
-fn reserved_name(endpoint: &Endpoint) -> &'static str {
-    if endpoint.template.ends_with("rotate") {
-        "access-keys/rotate"
-    } else {
-        "access-keys/revoke"
     }
 }
 

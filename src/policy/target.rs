@@ -5,6 +5,8 @@
 //! is refused, never rewritten. These are the classic holes of authorizing proxies (Envoy
 //! CVE-2019-9901, CVE-2021-29492).
 
+use std::borrow::Cow;
+
 use http::{Method, Uri, Version};
 
 use crate::error::ProxyError;
@@ -86,63 +88,78 @@ fn check_path(path: &str) -> Result<(), ProxyError> {
 }
 
 /// The query without any `access_token` parameter, the rest byte-identical (`Ok(None)` when
-/// nothing is left). Names are compared the way lenient servers read them: %-decoded, `+`,
-/// `.` and space as `_`, a `[...]` suffix dropped, any case. A `;`-separated pair that names
-/// it is ambiguous (some servers split on `;`) and refused rather than rewritten.
-pub fn strip_access_token(query: &str) -> Result<Option<String>, ProxyError> {
-    let name = |pair: &str| pair.split('=').next().unwrap_or(pair).to_owned();
-    let mut kept = Vec::new();
+/// nothing is left; borrowed when nothing was removed). Names are compared the way lenient
+/// servers read them: %-decoded, `+`, `.` and space as `_`, a `[...]` suffix dropped, any
+/// case. A `;`-separated pair that names it is ambiguous (some servers split on `;`) and
+/// refused rather than rewritten.
+pub fn strip_access_token(query: &str) -> Result<Option<Cow<'_, str>>, ProxyError> {
+    fn name(pair: &str) -> &str {
+        pair.split('=').next().unwrap_or(pair)
+    }
+    let mut removed = false;
     for pair in query.split('&') {
-        if pair.contains(';') && pair.split(';').any(|p| is_access_token(&name(p))) {
+        if pair.contains(';') && pair.split(';').any(|p| is_access_token(name(p))) {
             return Err(ProxyError::BadTarget(
                 "ambiguous query: access_token after ';'",
             ));
         }
-        if !is_access_token(&name(pair)) {
-            kept.push(pair);
-        }
+        removed |= is_access_token(name(pair));
     }
-    if kept.len() == query.split('&').count() {
-        return Ok(Some(query.to_owned()));
+    if !removed {
+        return Ok(Some(Cow::Borrowed(query)));
     }
-    let rest = kept.join("&");
-    Ok((!rest.is_empty()).then_some(rest))
+    let rest = query
+        .split('&')
+        .filter(|pair| !is_access_token(name(pair)))
+        .collect::<Vec<_>>()
+        .join("&");
+    Ok((!rest.is_empty()).then_some(Cow::Owned(rest)))
 }
 
+/// Compares without allocating: this runs for every query parameter of every request.
 fn is_access_token(name: &str) -> bool {
     let bytes = name.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                decoded.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                decoded.push(b);
-                i += 1;
-            }
-        }
-    }
-    let base = match decoded.iter().position(|&b| b == b'[') {
-        Some(open) => &decoded[..open],
-        None => &decoded[..],
-    };
-    let normalised: Vec<u8> = base
-        .iter()
-        .map(|&b| {
+    let mut decoded = DecodedBytes { bytes, at: 0 }
+        .take_while(|&b| b != b'[')
+        .map(|b| {
             if matches!(b, b'+' | b'.' | b' ') {
                 b'_'
             } else {
                 b.to_ascii_lowercase()
             }
-        })
-        .collect();
-    normalised == b"access_token"
+        });
+    b"access_token"
+        .iter()
+        .all(|&want| decoded.next() == Some(want))
+        && decoded.next().is_none()
+}
+
+/// The bytes of a %-encoded string, decoded (an invalid escape stays as it is).
+struct DecodedBytes<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Iterator for DecodedBytes<'_> {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.at)?;
+        let hex = self
+            .bytes
+            .get(self.at + 1..self.at + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(decoded) if b == b'%' => {
+                self.at += 3;
+                Some(decoded)
+            }
+            _ => {
+                self.at += 1;
+                Some(b)
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -192,7 +209,11 @@ mod tests {
 
     #[test]
     fn access_token_is_removed_and_the_rest_kept_byte_identical() {
-        let strip = |q: &str| strip_access_token(q).unwrap();
+        let strip = |q: &str| {
+            strip_access_token(q)
+                .unwrap()
+                .map(std::borrow::Cow::into_owned)
+        };
         assert_eq!(
             strip("a=1&access_token=t&b=%20x"),
             Some("a=1&b=%20x".into())
@@ -208,5 +229,15 @@ mod tests {
         assert_eq!(strip("x=%E2%9C%93&&y="), Some("x=%E2%9C%93&&y=".into()));
         assert_eq!(strip("x=1;y=2"), Some("x=1;y=2".into()));
         assert!(strip_access_token("x=1;access_token=t").is_err());
+        assert_eq!(strip("%61ccess%5Ftoken=t&k"), Some("k".into()));
+        for kept in [
+            "access_tokens=1",
+            "access_toke=1",
+            "xaccess_token=1",
+            "access=1",
+            "%zzaccess_token=1",
+        ] {
+            assert_eq!(strip(kept), Some(kept.into()), "{kept}");
+        }
     }
 }
