@@ -20,26 +20,20 @@ fn forbidden() -> Vec<String> {
 
 async fn traffic(proxy: &Proxy) {
     let c = client();
-    let data = format!("/data/v2/projects/{PROJECT}");
-    for rsp in [
-        c.get(proxy.url(&format!("{data}/catalogs?access_token=the-apps-own")))
-            .header("authorization", "Basic the-apps-own")
-            .send()
-            .await,
-        c.post(proxy.url(&format!("/track/v2/projects/{PROJECT}/customers")))
+    let catalogs = data("catalogs?access_token=the-apps-own");
+    exchange(
+        c.get(proxy.url(&catalogs))
+            .header("authorization", "Basic the-apps-own"),
+    )
+    .await;
+    exchange(
+        c.post(proxy.url(&track("customers")))
             .header("x-credgate-group", "web-tracking")
-            .body("{}")
-            .send()
-            .await,
-        c.post(proxy.url(&format!("{data}/customers/anonymize")))
-            .send()
-            .await,
-        c.get(proxy.url(&format!("/data/v2/projects/{OTHER_PROJECT}/catalogs")))
-            .send()
-            .await,
-    ] {
-        rsp.unwrap().bytes().await.unwrap();
-    }
+            .body("{}"),
+    )
+    .await;
+    exchange(c.post(proxy.url(&data("customers/anonymize")))).await;
+    exchange(c.get(proxy.url(&format!("/data/v2/projects/{OTHER_PROJECT}/catalogs")))).await;
 }
 
 #[tokio::test]

@@ -350,10 +350,7 @@ async fn a_group_without_credentials_gets_503_and_others_still_work() {
 
 #[tokio::test]
 async fn upstream_failures_are_502_and_504() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = closed_address();
     let proxy = Proxy::start(&config_yaml(&format!("http://{closed}")), &secrets_yaml());
     let rsp = client()
         .get(proxy.url(&data("catalogs")))

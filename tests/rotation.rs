@@ -341,7 +341,19 @@ fn unwatched(base_url: &str, first: &str, poll: &str) -> (Proxy, std::path::Path
         dir.path().join("link/secrets.yaml"),
     )
     .unwrap();
-    (Proxy::start_in(dir, "info"), real.join("secrets.yaml"))
+    let proxy = Proxy::start_in(dir, "info");
+    // Let the re-read made when the watch starts pass, so only the path under test can act.
+    std::thread::sleep(Duration::from_millis(300));
+    (proxy, real.join("secrets.yaml"))
+}
+
+/// Whether a "secrets reloaded" line gives `why` as its cause.
+fn reloaded_because(proxy: &Proxy, why: &str) -> bool {
+    proxy
+        .logs()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .any(|v| v["message"] == "secrets reloaded" && v["why"] == why)
 }
 
 #[tokio::test]
@@ -361,10 +373,11 @@ async fn an_upstream_401_makes_credgate_re_read_at_once() {
         401
     );
     within(Duration::from_secs(2), || {
-        logs_contain(&proxy, "answered 401/403 for a credential")
+        reloaded_because(&proxy, "upstream refused a credential")
     })
     .await
-    .unwrap();
+    .unwrap_or_else(|| panic!("the 401 did not cause the re-read:\n{}", proxy.logs()));
+    assert!(logs_contain(&proxy, "answered 401/403 for a credential"));
     assert_eq!(
         c.get(proxy.url(&catalogs())).send().await.unwrap().status(),
         200
@@ -390,6 +403,7 @@ async fn the_poll_is_a_backstop_for_missed_events() {
         poll_until_used(&c, &proxy, &up, &basic_with(&secret(1))).await,
         "the poll did not pick it up"
     );
+    assert!(reloaded_because(&proxy, "poll"), "{}", proxy.logs());
     tokio::time::sleep(Duration::from_millis(700)).await;
     let m = metrics(&proxy).await;
     assert!(
@@ -521,6 +535,7 @@ async fn only_a_403_saying_invalid_secret_counts_as_a_refused_credential() {
         poll_until_used(&c, &proxy, &up, &basic_with(&secret(1))).await,
         "no re-read after 'invalid secret'"
     );
+    assert!(reloaded_because(&proxy, "upstream refused a credential"));
     let m = metrics(&proxy).await;
     assert_eq!(
         metric(

@@ -195,6 +195,16 @@ impl Proxy {
             .collect()
     }
 
+    /// One field of every access-log line, as text (`""` when absent).
+    pub fn access(&self, field: &str) -> Vec<String> {
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        self.access_log().iter().map(|l| text(&l[field])).collect()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -221,6 +231,22 @@ impl Drop for Proxy {
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// Sends a request and reads its whole body (so the access line is written); the status.
+pub async fn exchange(request: reqwest::RequestBuilder) -> u16 {
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    response.bytes().await.unwrap();
+    status
+}
+
+/// An address where nothing listens (bound, then released).
+pub fn closed_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
 }
 
 /// Runs the binary with `args`, returning (exit code, stdout, stderr).
